@@ -6,6 +6,7 @@ package memstore
 
 import (
 	"context"
+	"errors"
 	"sort"
 	"strings"
 	"sync"
@@ -25,8 +26,9 @@ var _ store.Store = (*Store)(nil)
 func New() *Store { return &Store{data: map[string][]byte{}} }
 
 type tx struct {
-	base   map[string][]byte
-	writes map[string][]byte // nil value: deleted
+	readOnly bool
+	base     map[string][]byte
+	writes   map[string][]byte // nil value: deleted
 }
 
 func (t *tx) Get(key string) ([]byte, bool, error) {
@@ -56,6 +58,9 @@ func (t *tx) List(prefix string) ([]store.KV, error) {
 }
 
 func (t *tx) Put(key string, value []byte) error {
+	if t.readOnly {
+		return errReadOnly
+	}
 	if value == nil {
 		value = []byte{}
 	}
@@ -64,6 +69,9 @@ func (t *tx) Put(key string, value []byte) error {
 }
 
 func (t *tx) Delete(key string) error {
+	if t.readOnly {
+		return errReadOnly
+	}
 	t.writes[key] = nil
 	return nil
 }
@@ -97,8 +105,10 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return fn(&tx{base: s.data, writes: map[string][]byte{}})
+	return fn(&tx{readOnly: true, base: s.data, writes: map[string][]byte{}})
 }
+
+var errReadOnly = errors.New("memstore: write in a read-only transaction")
 
 // Close does nothing.
 func (s *Store) Close() error { return nil }
