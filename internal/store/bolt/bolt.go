@@ -53,6 +53,7 @@ type Options struct {
 type Store struct {
 	db   *bbolt.DB
 	path string
+	lock *queueLock
 }
 
 var _ store.Store = (*Store)(nil)
@@ -71,7 +72,19 @@ func Open(path string, opts Options) (*Store, error) {
 			return nil, fmt.Errorf("open duet store %s: %w", path, err)
 		}
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, ReadOnly: opts.ReadOnly})
+	start := time.Now()
+	ql, ok, err := lockQueue(path, opts.ReadOnly, timeout)
+	if err != nil {
+		return nil, fmt.Errorf("open duet store %s: %w", path, err)
+	}
+	if !ok {
+		return nil, fmt.Errorf("open duet store %s: another duet process holds it (waited %s): %w",
+			path, timeout, store.ErrUnavailable)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: max(timeout-time.Since(start), time.Millisecond), ReadOnly: opts.ReadOnly})
+	if err != nil {
+		ql.unlock()
+	}
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open duet store %s: another duet process holds it (waited %s): %w",
 			path, timeout, store.ErrUnavailable)
@@ -79,7 +92,7 @@ func Open(path string, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open duet store %s: %w", path, err)
 	}
-	return &Store{db: db, path: path}, nil
+	return &Store{db: db, path: path, lock: ql}, nil
 }
 
 // Path returns the file the store was opened on, for log and error messages.
@@ -132,6 +145,7 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 // Close releases the file and its lock, letting the next process in. It
 // waits for running transactions to finish.
 func (s *Store) Close() error {
+	defer s.lock.unlock() // after bbolt has released its own lock
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close duet store %s: %w", s.path, err)
 	}
