@@ -1,0 +1,34 @@
+# duet: IPv6-first, dual-stack container networking.
+export PATH := /usr/local/go/bin:$(PATH)
+BINS := duet duet-ipam duetctl
+GO ?= go
+
+.PHONY: build test test-unit test-privileged bench fuzz clean deps demo
+
+build:
+	@mkdir -p bin
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ $(addprefix ./cmd/,$(BINS))
+
+deps:
+	bash hack/deps.sh
+
+# Unit tests run anywhere; privileged tests (*_privileged_test.go) need
+# root and skip without it, except in CI (CI=true), where they fail.
+test: build
+	$(GO) vet ./...
+	$(GO) test -count=1 -p 1 ./...
+
+test-unit:
+	$(GO) test -count=1 ./internal/ipam/ ./internal/config/ ./internal/store/...
+
+fuzz:
+	$(GO) test ./internal/config/ -run XXX -fuzz FuzzParse -fuzztime 60s
+
+bench: build
+	$(GO) test -run XXX -bench . -benchtime 1x -count 1 -timeout 30m ./bench/
+
+demo: build
+	./bin/duetctl demo
+
+clean:
+	rm -rf bin

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/duetnet/duet/internal/config"
+	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/open"
+)
+
+func ipamCmd() *cobra.Command {
+	var path string
+	cmd := &cobra.Command{Use: "ipam", Short: "Show and repair address allocations"}
+	cmd.PersistentFlags().StringVar(&path, "datastore-path", config.DefaultBoltPath, "bolt datastore file")
+	var asJSON bool
+	show := &cobra.Command{
+		Use:   "show",
+		Short: "List pools, blocks and allocations",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withStore(path, func(tx store.Tx) error { return showIPAM(tx, asJSON) })
+		},
+	}
+	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	var dry bool
+	gc := &cobra.Command{
+		Use:   "gc",
+		Short: "Free allocations whose network namespace is gone (for runtimes that never call CNI GC)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return withStore(path, func(tx store.Tx) error {
+				freed, err := ipam.GC(tx, "", func(a ipam.Allocation) bool { return netnsExists(a.NetNS) })
+				for _, a := range freed {
+					fmt.Printf("freed %s %s (netns %s is gone)\n", a.Handle, addrs(a), a.NetNS)
+				}
+				if err == nil && dry {
+					return errDryRun
+				}
+				if len(freed) == 0 {
+					fmt.Println("nothing to free")
+				}
+				return err
+			})
+		},
+	}
+	gc.Flags().BoolVar(&dry, "dry-run", false, "only print what would be freed")
+	cmd.AddCommand(show, gc)
+	return cmd
+}
+
+// errDryRun aborts the transaction after printing.
+var errDryRun = fmt.Errorf("dry run: nothing freed")
+
+func withStore(path string, fn func(store.Tx) error) error {
+	if _, err := os.Stat(path); err != nil {
+		return fmt.Errorf("no duet datastore at %s (%v): no pod has been added yet, or pass --datastore-path", path, err)
+	}
+	s, err := open.Store(config.Datastore{Type: config.DatastoreBolt, Path: path})
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	err = s.Update(context.Background(), fn)
+	if err == errDryRun {
+		fmt.Println(err)
+		return nil
+	}
+	return err
+}
+
+// netnsExists keeps allocations with no recorded netns: nothing proves
+// them gone.
+func netnsExists(path string) bool {
+	if path == "" {
+		return true
+	}
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+func addrs(a ipam.Allocation) string {
+	var s []string
+	for _, ip := range a.IPs {
+		s = append(s, ip.Address.Addr().String())
+	}
+	return strings.Join(s, ",")
+}
+
+type ipamView struct {
+	Pools       map[string][]ipam.Pool `json:"pools"`
+	Blocks      []ipam.Block           `json:"blocks"`
+	Allocations []ipam.Allocation      `json:"allocations"`
+}
+
+func showIPAM(tx store.Tx, asJSON bool) error {
+	var v ipamView
+	var err error
+	if v.Pools, err = ipam.AllPools(tx); err != nil {
+		return err
+	}
+	if v.Blocks, err = ipam.Blocks(tx); err != nil {
+		return err
+	}
+	if v.Allocations, err = ipam.List(tx, ""); err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(v)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "POOL\tNETWORK\tBLOCK SIZE\tNAT OUTGOING\tASSIGN")
+	var nets []string
+	for n := range v.Pools {
+		nets = append(nets, n)
+	}
+	sort.Strings(nets)
+	for _, n := range nets {
+		for _, p := range v.Pools[n] {
+			fmt.Fprintf(w, "%s\t%s\t/%d\t%v\t%s\n", p.CIDR, n, p.BlockSize, p.NATOutgoing, p.Assign)
+		}
+	}
+	fmt.Fprintln(w, "\nBLOCK\tPOOL\tNODE\tIN USE")
+	for _, b := range v.Blocks {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%d\n", b.CIDR, b.Pool, b.Node, len(b.Allocs))
+	}
+	fmt.Fprintln(w, "\nNETWORK\tCONTAINER\tIFNAME\tNODE\tADDRESSES\tNETNS")
+	for _, a := range v.Allocations {
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", a.Network, short(a.ContainerID), a.IfName, a.Node, addrs(a), a.NetNS)
+	}
+	return w.Flush()
+}
+
+func short(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

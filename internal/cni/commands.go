@@ -1,0 +1,256 @@
+package cni
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
+
+	"github.com/duetnet/duet/internal/config"
+	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/podnet"
+	"github.com/duetnet/duet/internal/store"
+)
+
+// SupportedVersions are the CNI spec versions the plugins speak.
+var SupportedVersions = version.PluginSupports("0.4.0", "1.0.0", "1.1.0")
+
+// Add is CNI ADD.
+func (p *Plugin) Add(args *skel.CmdArgs) error {
+	n, h, err := p.parse(args)
+	if err != nil {
+		return cniError("parsing the network configuration", err)
+	}
+	var a ipam.Allocation
+	var pools []ipam.Pool
+	err = p.withStore(n, true, func(tx store.Tx) error {
+		var err error
+		if pools, err = resolvePools(tx, n.Name, n.Pools, p.Rand, p.Host.Prefixes); err != nil {
+			return err
+		}
+		a, err = ipam.Allocate(tx, ipam.Request{Handle: h, Node: n.NodeName, NetNS: args.Netns, Families: n.Families, Pools: pools, Rand: p.Rand})
+		return err
+	})
+	if err != nil {
+		return cniError("allocating addresses", err)
+	}
+	res, err := p.attach(n, a, args.Netns)
+	if err != nil {
+		// Give the addresses back, so a failed ADD leaves nothing behind.
+		if rerr := p.withStore(n, true, func(tx store.Tx) error { _, _, err := ipam.Release(tx, h); return err }); rerr != nil {
+			err = fmt.Errorf("%w (and releasing its addresses failed too: %v; run duetctl ipam gc)", err, rerr)
+		}
+		return cniError("setting up "+args.IfName, err)
+	}
+	return printResult(p.Stdout, result(n, a, res, args.Netns), n.CNIVersion)
+}
+
+func (p *Plugin) attach(n *config.Network, a ipam.Allocation, netns string) (podnet.Result, error) {
+	s, err := spec(n, a, netns, p.mtu(n))
+	if err != nil {
+		return podnet.Result{}, err
+	}
+	if err := p.Host.EnableForwarding(addrsOf(a)); err != nil {
+		return podnet.Result{}, fmt.Errorf("enabling forwarding: %w", err)
+	}
+	return p.Net.Setup(s)
+}
+
+// result is the CNI result: both veth ends, the addresses with their
+// gateways, and the pod's routes.
+func result(n *config.Network, a ipam.Allocation, r podnet.Result, netns string) *current.Result {
+	res := &current.Result{
+		CNIVersion: current.ImplementedSpecVersion,
+		Interfaces: []*current.Interface{
+			{Name: r.HostIfName, Mac: r.HostMAC.String()},
+			{Name: r.PodIfName, Mac: r.PodMAC.String(), Sandbox: netns},
+		},
+	}
+	pod := 1
+	gw := func(a netip.Addr) net.IP {
+		for _, g := range r.Gateways {
+			if g.Is4() == a.Is4() {
+				return g.AsSlice()
+			}
+		}
+		return nil
+	}
+	for _, ip := range a.IPs {
+		addr := ip.Address
+		if n.Mode == config.ModeRouted {
+			addr = netip.PrefixFrom(addr.Addr(), addr.Addr().BitLen())
+		}
+		res.IPs = append(res.IPs, &current.IPConfig{Interface: &pod, Address: ipNet(addr), Gateway: gw(addr.Addr())})
+	}
+	for _, rt := range r.Routes {
+		route := &types.Route{Dst: ipNet(rt.Dst)}
+		if rt.GW.IsValid() {
+			route.GW = rt.GW.AsSlice()
+		}
+		res.Routes = append(res.Routes, route)
+	}
+	return res
+}
+
+func ipNet(p netip.Prefix) net.IPNet {
+	return net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+// Del is CNI DEL: remove the interface, then free the addresses, so an
+// address is never handed out while an interface still holds it. Both
+// steps succeed when there is nothing left to remove.
+func (p *Plugin) Del(args *skel.CmdArgs) error {
+	n, h, err := p.parse(args)
+	if err != nil {
+		return cniError("parsing the network configuration", err)
+	}
+	if err := p.Net.Teardown(args.Netns, args.IfName, HostIfName(h)); err != nil {
+		return cniError("removing "+args.IfName, err)
+	}
+	err = p.withStore(n, true, func(tx store.Tx) error { _, _, err := ipam.Release(tx, h); return err })
+	if err != nil {
+		return cniError("releasing addresses", err)
+	}
+	return nil
+}
+
+// Check is CNI CHECK: the store still holds the attachment, the result the
+// runtime kept matches it, and the kernel still has all of it.
+func (p *Plugin) Check(args *skel.CmdArgs) error {
+	n, h, err := p.parse(args)
+	if err != nil {
+		return cniError("parsing the network configuration", err)
+	}
+	var a ipam.Allocation
+	var found bool
+	if err := p.withStore(n, false, func(tx store.Tx) (err error) { a, found, err = ipam.Get(tx, h); return err }); err != nil {
+		return cniError("reading the allocation", err)
+	}
+	if !found {
+		return types.NewError(types.ErrUnknownContainer, fmt.Sprintf("no addresses are allocated to %s: ADD it first", h), "")
+	}
+	if err := checkPrevResult(n, a); err != nil {
+		return cniError("checking the previous result", err)
+	}
+	s, err := spec(n, a, args.Netns, p.mtu(n))
+	if err != nil {
+		return cniError("checking", err)
+	}
+	if err := p.Net.Check(s); err != nil {
+		return cniError("checking "+args.IfName, err)
+	}
+	return nil
+}
+
+func checkPrevResult(n *config.Network, a ipam.Allocation) error {
+	if len(n.RawPrevResult) == 0 {
+		return nil
+	}
+	var prev current.Result
+	if err := json.Unmarshal(n.RawPrevResult, &prev); err != nil {
+		return fmt.Errorf("prevResult is not a CNI result: %w", err)
+	}
+	want := map[netip.Addr]bool{}
+	for _, ip := range a.IPs {
+		want[ip.Address.Addr()] = true
+	}
+	for _, ip := range prev.IPs {
+		addr, ok := netip.AddrFromSlice(ip.Address.IP)
+		if !ok || !want[addr.Unmap()] {
+			return fmt.Errorf("prevResult has %s, which the store does not hold for this attachment", ip.Address.String())
+		}
+	}
+	return nil
+}
+
+// GC is CNI GC: free every allocation of this network that is not in
+// cni.dev/valid-attachments.
+func (p *Plugin) GC(args *skel.CmdArgs) error {
+	n, err := config.Parse(args.StdinData)
+	if err != nil {
+		return cniError("parsing the network configuration", err)
+	}
+	if !n.HasAttachments {
+		return nil // nothing says what is valid: freeing all would be wrong
+	}
+	valid := map[config.Attachment]bool{}
+	for _, at := range n.ValidAttachments {
+		valid[at] = true
+	}
+	var freed []ipam.Allocation
+	err = p.withStore(n, true, func(tx store.Tx) (err error) {
+		freed, err = ipam.GC(tx, n.Name, func(a ipam.Allocation) bool {
+			return valid[config.Attachment{ContainerID: a.ContainerID, IfName: a.IfName}]
+		})
+		return err
+	})
+	if err != nil {
+		return cniError("garbage-collecting allocations", err)
+	}
+	for _, a := range freed {
+		// The namespace is normally gone, taking the veth with it; a
+		// leftover host end is removed too.
+		_ = p.Net.Teardown("", a.IfName, HostIfName(a.Handle))
+		fmt.Fprintf(os.Stderr, "duet: GC freed %s (%v)\n", a.Handle, addrsOf(a))
+	}
+	return nil
+}
+
+// Status is CNI STATUS: the store answers and the pools have room.
+func (p *Plugin) Status(args *skel.CmdArgs) error {
+	n, err := config.Parse(args.StdinData)
+	if err != nil {
+		return cniError("parsing the network configuration", err)
+	}
+	if n.NodeName == "" {
+		if n.NodeName, err = p.Hostname(); err != nil {
+			return cniError("finding the node name", err)
+		}
+	}
+	err = p.withStore(n, false, func(tx store.Tx) error {
+		pools := n.Pools
+		if len(pools) == 0 {
+			var ok bool
+			var err error
+			if pools, ok, err = ipam.StoredDefaultPools(tx); err != nil || !ok {
+				return err // not created yet: the first ADD will
+			}
+		}
+		return ipam.Room(tx, n.NodeName, n.Families, pools)
+	})
+	if err != nil {
+		if errors.Is(err, ipam.ErrExhausted) || errors.Is(err, store.ErrUnavailable) {
+			return types.NewError(types.ErrPluginNotAvailable, err.Error(), "")
+		}
+		return cniError("checking status", err)
+	}
+	return nil
+}
+
+func parseMAC(s string) (net.HardwareAddr, error) {
+	mac, err := net.ParseMAC(s)
+	if err != nil {
+		return nil, fmt.Errorf("stored MAC %q is invalid: %w", s, err)
+	}
+	return mac, nil
+}
+
+// printResult writes res in the configuration's CNI version.
+func printResult(w io.Writer, res *current.Result, version string) error {
+	if w == nil {
+		w = os.Stdout
+	}
+	r, err := res.GetAsVersion(version)
+	if err != nil {
+		return types.NewError(types.ErrIncompatibleCNIVersion, err.Error(), "")
+	}
+	return r.PrintTo(w)
+}

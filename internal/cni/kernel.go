@@ -1,0 +1,43 @@
+package cni
+
+import (
+	"fmt"
+	"net/netip"
+	"os"
+
+	"github.com/duetnet/duet/internal/kernel"
+	"github.com/duetnet/duet/internal/podnet"
+)
+
+// KernelHost is the Host backed by the running kernel.
+var KernelHost Host = kernelHost{}
+
+// KernelPodNetwork is the PodNetwork backed by the running kernel.
+var KernelPodNetwork PodNetwork = kernelPodNet{}
+
+type kernelHost struct{}
+
+func (kernelHost) DefaultRouteMTU() (int, error)     { return kernel.DefaultRouteMTU() }
+func (kernelHost) Prefixes() ([]netip.Prefix, error) { return kernel.HostPrefixes() }
+
+// EnableForwarding turns forwarding on for the families pods use, and says
+// on stderr (the runtime's log) what it changed.
+func (kernelHost) EnableForwarding(addrs []netip.Addr) error {
+	var fams []kernel.Family
+	for _, a := range addrs {
+		fams = append(fams, kernel.FamilyOf(a))
+	}
+	changes, err := kernel.EnableForwarding(fams...)
+	for _, c := range changes {
+		fmt.Fprintf(os.Stderr, "duet: sysctl %s\n", c)
+	}
+	return err
+}
+
+type kernelPodNet struct{}
+
+func (kernelPodNet) Setup(s podnet.Spec) (podnet.Result, error) { return podnet.Setup(s) }
+func (kernelPodNet) Check(s podnet.Spec) error                  { return podnet.Check(s) }
+func (kernelPodNet) Teardown(netns, ifName, hostIfName string) error {
+	return podnet.Teardown(netns, ifName, hostIfName)
+}

@@ -1,0 +1,310 @@
+package cni
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math/rand"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/cni/pkg/skel"
+	"github.com/containernetworking/cni/pkg/types"
+
+	"github.com/duetnet/duet/internal/config"
+	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/podnet"
+	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/memstore"
+)
+
+type fakeNet struct {
+	setupErr error
+	specs    map[string]podnet.Spec // by HostIfName
+	torn     []string
+}
+
+var _ PodNetwork = (*fakeNet)(nil)
+
+func (f *fakeNet) Setup(s podnet.Spec) (podnet.Result, error) {
+	if f.setupErr != nil {
+		return podnet.Result{}, f.setupErr
+	}
+	f.specs[s.HostIfName] = s
+	r := podnet.Result{HostIfName: s.HostIfName, PodIfName: s.IfName}
+	for _, a := range s.Addresses {
+		gw := podnet.GatewayV6
+		def := netip.MustParsePrefix("::/0")
+		if a.Addr().Is4() {
+			gw, def = podnet.GatewayV4, netip.MustParsePrefix("0.0.0.0/0")
+		}
+		r.Gateways = append(r.Gateways, gw)
+		r.Routes = append(r.Routes, podnet.Route{Dst: def, GW: gw})
+	}
+	return r, nil
+}
+
+func (f *fakeNet) Check(s podnet.Spec) error {
+	if _, ok := f.specs[s.HostIfName]; !ok {
+		return errors.New("host route missing")
+	}
+	return nil
+}
+
+func (f *fakeNet) Teardown(netns, ifName, hostIfName string) error {
+	delete(f.specs, hostIfName)
+	f.torn = append(f.torn, hostIfName)
+	return nil
+}
+
+type fakeHost struct{ forwarded []netip.Addr }
+
+var _ Host = (*fakeHost)(nil)
+
+func (h *fakeHost) DefaultRouteMTU() (int, error)     { return 9000, nil }
+func (h *fakeHost) Prefixes() ([]netip.Prefix, error) { return nil, nil }
+func (h *fakeHost) EnableForwarding(a []netip.Addr) error {
+	h.forwarded = append(h.forwarded, a...)
+	return nil
+}
+
+
+func newPlugin(t *testing.T) (*Plugin, *fakeNet, *memstore.Store, *bytes.Buffer) {
+	s := memstore.New()
+	net := &fakeNet{specs: map[string]podnet.Spec{}}
+	out := &bytes.Buffer{}
+	return &Plugin{
+		Net:      net,
+		Host:     &fakeHost{},
+		Open:     func(config.Datastore) (store.Store, error) { return nopClose{s}, nil },
+		Rand:     rand.New(rand.NewSource(1)),
+		Hostname: func() (string, error) { return "node-a", nil },
+		Stdout:   out,
+	}, net, s, out
+}
+
+// nopClose keeps the shared memstore open across plugin calls.
+type nopClose struct{ *memstore.Store }
+
+func (nopClose) Close() error { return nil }
+
+func args(id, conf string) *skel.CmdArgs {
+	return &skel.CmdArgs{ContainerID: id, Netns: "/var/run/netns/" + id, IfName: "eth0", StdinData: []byte(conf)}
+}
+
+const dualConf = `{"cniVersion":"1.1.0","name":"n","type":"duet","pools":[{"cidr":"fd00:1::/48"},{"cidr":"10.7.0.0/16"}]}`
+
+func allocations(t *testing.T, s store.Store) []ipam.Allocation {
+	var as []ipam.Allocation
+	_ = s.View(context.Background(), func(tx store.Tx) (err error) { as, err = ipam.List(tx, ""); return err })
+	return as
+}
+
+func code(err error) uint {
+	var te *types.Error
+	if errors.As(err, &te) {
+		return te.Code
+	}
+	return 0
+}
+
+func TestAddResultRouted(t *testing.T) {
+	p, net, _, out := newPlugin(t)
+	if err := p.Add(args("c1", dualConf)); err != nil {
+		t.Fatal(err)
+	}
+	var res struct {
+		IPs []struct {
+			Address, Gateway string
+			Interface        *int
+		}
+		Routes []struct{ Dst, GW string }
+		Interfaces []struct{ Name, Sandbox string }
+	}
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
+		t.Fatalf("%v: %s", err, out)
+	}
+	if len(res.IPs) != 2 || res.IPs[0].Address != "fd00:1::2/128" || res.IPs[0].Gateway != "fe80::1" ||
+		res.IPs[1].Address != "10.7.0.2/32" || res.IPs[1].Gateway != "169.254.1.1" || *res.IPs[0].Interface != 1 {
+		t.Errorf("ips: %+v", res.IPs)
+	}
+	if len(res.Routes) != 2 || len(res.Interfaces) != 2 || res.Interfaces[1].Sandbox != "/var/run/netns/c1" {
+		t.Errorf("routes %+v interfaces %+v", res.Routes, res.Interfaces)
+	}
+	s := net.specs[HostIfName(ipam.Handle{Network: "n", ContainerID: "c1", IfName: "eth0"})]
+	if s.MTU != 9000 || s.Mode != podnet.Routed || len(s.Addresses) != 2 || s.Addresses[0].Bits() != 128 {
+		t.Errorf("spec %+v", s)
+	}
+}
+
+func TestAddBridgeUsesPoolPrefix(t *testing.T) {
+	p, net, _, _ := newPlugin(t)
+	conf := strings.Replace(dualConf, `"type":"duet"`, `"type":"duet","mode":"bridge","mtu":1400`, 1)
+	if err := p.Add(args("c1", conf)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range net.specs {
+		if s.BridgeName != "duet0" || s.Addresses[0].String() != "fd00:1::2/48" || s.BridgeGateways[0].String() != "fd00:1::1/48" || s.BridgeGateways[1].String() != "10.7.0.1/16" || s.MTU != 1400 {
+			t.Errorf("spec %+v", s)
+		}
+	}
+}
+
+func TestAddFailureRollsBack(t *testing.T) {
+	p, net, s, _ := newPlugin(t)
+	net.setupErr = fmt.Errorf("boom: %w", linkExists{"eth0"})
+	err := p.Add(args("c1", dualConf))
+	if code(err) != ErrInterfaceExists || !strings.Contains(err.Error(), "CNI_IFNAME") {
+		t.Fatalf("got %v (code %d)", err, code(err))
+	}
+	if as := allocations(t, s); len(as) != 0 {
+		t.Fatalf("failed ADD left allocations: %+v", as)
+	}
+	net.setupErr = nsMissing{"/nope"}
+	if err := p.Add(args("c1", dualConf)); code(err) != types.ErrInvalidEnvironmentVariables {
+		t.Fatalf("missing netns: got %v", err)
+	}
+}
+
+type linkExists struct{ name string }
+
+func (e linkExists) Error() string    { return "interface " + e.name + " exists" }
+func (e linkExists) LinkName() string { return e.name }
+
+type nsMissing struct{ path string }
+
+func (e nsMissing) Error() string { return e.path + " is not a network namespace" }
+func (e nsMissing) NetNS() string { return e.path }
+
+func TestBadConfigLeavesNothing(t *testing.T) {
+	for _, conf := range []string{
+		`{"cniVersion":"1.1.0","name":"n","type":"duet","colour":"red"}`,
+		`{"cniVersion":"1.1.0","name":"n","type":"duet","families":"ipv6","pools":[{"cidr":"fd00::/48"},{"cidr":"fd00::/56"}]}`,
+		`{"cniVersion":"1.1.0","name":"n","type":"duet","families":"ipv6","pools":[{"cidr":"fd00::/96","assign":"mac"}]}`,
+	} {
+		p, net, s, _ := newPlugin(t)
+		err := p.Add(args("c1", conf))
+		if code(err) != types.ErrInvalidNetworkConfig {
+			t.Errorf("%s: got %v", conf, err)
+		}
+		if len(allocations(t, s)) != 0 || len(net.specs) != 0 {
+			t.Errorf("%s: left something behind", conf)
+		}
+	}
+}
+
+func TestExhausted(t *testing.T) {
+	p, _, _, _ := newPlugin(t)
+	conf := `{"cniVersion":"1.1.0","name":"n","type":"duet","families":"ipv6","pools":[{"cidr":"fd00::/126","blockSize":126}]}`
+	for i := 0; i < 2; i++ { // ::0 and ::1 are reserved
+		if err := p.Add(args(fmt.Sprint("c", i), conf)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := p.Add(args("c9", conf))
+	if code(err) != ErrPoolExhausted || !strings.Contains(err.Error(), "fd00::/126") {
+		t.Fatalf("got %v", err)
+	}
+	if err := p.Status(args("", conf)); code(err) != types.ErrPluginNotAvailable {
+		t.Fatalf("STATUS on a full pool: %v", err)
+	}
+}
+
+func TestStoreUnavailable(t *testing.T) {
+	p, _, _, _ := newPlugin(t)
+	p.Open = func(config.Datastore) (store.Store, error) {
+		return nil, fmt.Errorf("locked: %w", store.ErrUnavailable)
+	}
+	if err := p.Add(args("c1", dualConf)); code(err) != types.ErrTryAgainLater {
+		t.Fatalf("got %v", err)
+	}
+	if err := p.Status(args("", dualConf)); code(err) != types.ErrPluginNotAvailable {
+		t.Fatalf("STATUS: got %v", err)
+	}
+}
+
+func TestDelIdempotentAndCheck(t *testing.T) {
+	p, net, s, _ := newPlugin(t)
+	if err := p.Add(args("c1", dualConf)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Check(args("c1", dualConf)); err != nil {
+		t.Fatalf("CHECK after ADD: %v", err)
+	}
+	for k := range net.specs {
+		delete(net.specs, k) // someone removed the host route
+	}
+	if err := p.Check(args("c1", dualConf)); err == nil {
+		t.Fatal("CHECK passed with the network gone")
+	}
+	for i := 0; i < 2; i++ {
+		if err := p.Del(args("c1", dualConf)); err != nil {
+			t.Fatalf("DEL %d: %v", i, err)
+		}
+	}
+	if len(allocations(t, s)) != 0 {
+		t.Fatal("DEL left the allocation")
+	}
+	if err := p.Check(args("c1", dualConf)); code(err) != types.ErrUnknownContainer {
+		t.Fatalf("CHECK after DEL: %v", err)
+	}
+}
+
+func TestCheckPrevResultMismatch(t *testing.T) {
+	p, _, _, _ := newPlugin(t)
+	if err := p.Add(args("c1", dualConf)); err != nil {
+		t.Fatal(err)
+	}
+	conf := strings.Replace(dualConf, `"type":"duet"`, `"type":"duet","prevResult":{"cniVersion":"1.1.0","ips":[{"address":"fd00:1::99/128"}]}`, 1)
+	if err := p.Check(args("c1", conf)); err == nil || !strings.Contains(err.Error(), "fd00:1::99") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestGC(t *testing.T) {
+	p, _, s, _ := newPlugin(t)
+	for _, id := range []string{"keep", "gone1", "gone2"} {
+		if err := p.Add(args(id, dualConf)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// GC without valid-attachments must not free everything.
+	if err := p.GC(args("", dualConf)); err != nil || len(allocations(t, s)) != 3 {
+		t.Fatalf("GC without attachments: %v", err)
+	}
+	conf := strings.Replace(dualConf, `"type":"duet"`, `"type":"duet","cni.dev/valid-attachments":[{"containerID":"keep","ifname":"eth0"}]`, 1)
+	if err := p.GC(args("", conf)); err != nil {
+		t.Fatal(err)
+	}
+	if as := allocations(t, s); len(as) != 1 || as[0].ContainerID != "keep" {
+		t.Fatalf("left %+v", as)
+	}
+}
+
+func TestZeroConfigIPv6Only(t *testing.T) {
+	p, net, _, _ := newPlugin(t)
+	if err := p.Add(args("c1", `{"cniVersion":"1.0.0","name":"z","type":"duet","families":"ipv6"}`)); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range net.specs {
+		if len(s.Addresses) != 1 || !ipam.ULA.Contains(s.Addresses[0].Addr()) {
+			t.Fatalf("want one ULA address, got %v", s.Addresses)
+		}
+	}
+}
+
+func TestHostIfName(t *testing.T) {
+	h := ipam.Handle{Network: "n", ContainerID: "c", IfName: "eth0"}
+	if a, b := HostIfName(h), HostIfName(h); a != b || len(a) > 15 || !strings.HasPrefix(a, "dt") {
+		t.Fatalf("%q %q", a, b)
+	}
+	h2 := h
+	h2.IfName = "eth1"
+	if HostIfName(h) == HostIfName(h2) {
+		t.Fatal("two interfaces of one container share a host name")
+	}
+}
+
