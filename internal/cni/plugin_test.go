@@ -71,7 +71,6 @@ func (h *fakeHost) EnableForwarding(a []netip.Addr) error {
 	return nil
 }
 
-
 func newPlugin(t *testing.T) (*Plugin, *fakeNet, *memstore.Store, *bytes.Buffer) {
 	s := memstore.New()
 	net := &fakeNet{specs: map[string]podnet.Spec{}}
@@ -121,7 +120,7 @@ func TestAddResultRouted(t *testing.T) {
 			Address, Gateway string
 			Interface        *int
 		}
-		Routes []struct{ Dst, GW string }
+		Routes     []struct{ Dst, GW string }
 		Interfaces []struct{ Name, Sandbox string }
 	}
 	if err := json.Unmarshal(out.Bytes(), &res); err != nil {
@@ -307,4 +306,3 @@ func TestHostIfName(t *testing.T) {
 		t.Fatal("two interfaces of one container share a host name")
 	}
 }
-

@@ -60,16 +60,8 @@ func overlapsAny(p netip.Prefix, taken []netip.Prefix) bool {
 // first time: a random ULA /48 and a free 10.x/16. Once stored they never
 // change, so every later ADD (and every node sharing the store) agrees.
 func DefaultPools(tx store.Tx, rand io.Reader, hostPrefixes func() ([]netip.Prefix, error)) ([]Pool, error) {
-	raw, ok, err := tx.Get(defaultPoolsKey)
-	if err != nil {
-		return nil, err
-	}
-	if ok {
-		var pools []Pool
-		if err := json.Unmarshal(raw, &pools); err != nil {
-			return nil, fmt.Errorf("store key %s is corrupt: %w", defaultPoolsKey, err)
-		}
-		return pools, nil
+	if pools, ok, err := StoredDefaultPools(tx); ok || err != nil {
+		return pools, err
 	}
 	ula, err := NewULA48(rand)
 	if err != nil {
@@ -91,9 +83,60 @@ func DefaultPools(tx store.Tx, rand io.Reader, hostPrefixes func() ([]netip.Pref
 		}
 		pools = append(pools, p)
 	}
-	raw, err = json.Marshal(pools)
+	raw, err := json.Marshal(pools)
 	if err != nil {
 		return nil, err
 	}
 	return pools, tx.Put(defaultPoolsKey, raw)
+}
+
+// StoredDefaultPools returns the zero-config pools if they were created.
+func StoredDefaultPools(tx store.Tx) ([]Pool, bool, error) {
+	raw, ok, err := tx.Get(defaultPoolsKey)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	var pools []Pool
+	if err := json.Unmarshal(raw, &pools); err != nil {
+		return nil, false, fmt.Errorf("store key %s is corrupt: %w", defaultPoolsKey, err)
+	}
+	return pools, true, nil
+}
+
+// RecordPools stores the pools a network was configured with, so that
+// `duetctl ipam show` can list them; it writes only when they changed.
+func RecordPools(tx store.Tx, network string, pools []Pool) error {
+	raw, err := json.Marshal(pools)
+	if err != nil {
+		return err
+	}
+	key := "pools/networks/" + network
+	old, ok, err := tx.Get(key)
+	if err != nil || (ok && string(old) == string(raw)) {
+		return err
+	}
+	return tx.Put(key, raw)
+}
+
+// AllPools lists the zero-config pools ("default") and every network's
+// recorded pools, by network name.
+func AllPools(tx store.Tx) (map[string][]Pool, error) {
+	out := map[string][]Pool{}
+	if p, ok, err := StoredDefaultPools(tx); err != nil {
+		return nil, err
+	} else if ok {
+		out["(zero-config default)"] = p
+	}
+	kvs, err := tx.List("pools/networks/")
+	if err != nil {
+		return nil, err
+	}
+	for _, kv := range kvs {
+		var p []Pool
+		if err := json.Unmarshal(kv.Value, &p); err != nil {
+			return nil, fmt.Errorf("store key %s is corrupt: %w", kv.Key, err)
+		}
+		out[kv.Key[len("pools/networks/"):]] = p
+	}
+	return out, nil
 }
