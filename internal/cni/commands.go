@@ -67,14 +67,14 @@ func (p *Plugin) attach(n *config.Network, a ipam.Allocation, netns string) (pod
 // result is the CNI result: both veth ends, the addresses with their
 // gateways, and the pod's routes.
 func result(n *config.Network, a ipam.Allocation, r podnet.Result, netns string) *current.Result {
-	res := &current.Result{
-		CNIVersion: current.ImplementedSpecVersion,
-		Interfaces: []*current.Interface{
-			{Name: r.HostIfName, Mac: r.HostMAC.String()},
-			{Name: r.PodIfName, Mac: r.PodMAC.String(), Sandbox: netns},
-		},
+	res := &current.Result{CNIVersion: current.ImplementedSpecVersion}
+	if r.BridgeName != "" {
+		res.Interfaces = append(res.Interfaces, &current.Interface{Name: r.BridgeName, Mac: r.BridgeMAC.String()})
 	}
-	pod := 1
+	res.Interfaces = append(res.Interfaces,
+		&current.Interface{Name: r.HostIfName, Mac: r.HostMAC.String()},
+		&current.Interface{Name: r.PodIfName, Mac: r.PodMAC.String(), Sandbox: netns})
+	pod := len(res.Interfaces) - 1
 	gw := func(a netip.Addr) net.IP {
 		for _, g := range r.Gateways {
 			if g.Is4() == a.Is4() {

@@ -2,11 +2,13 @@ package cni
 
 import (
 	"errors"
+	"fmt"
 
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/podnet"
 	"github.com/duetnet/duet/internal/store"
 )
 
@@ -19,20 +21,12 @@ const (
 	ErrInterfaceExists uint = 101
 )
 
-// NetNSError marks a missing or invalid network namespace; Kernel
-// implementations wrap theirs in it (or return a type satisfying
-// errors.As for it) so the plugin can answer code 4.
-type NetNSError interface{ NetNS() string }
-
-// LinkExistsError marks an interface name already in use.
-type LinkExistsError interface{ LinkName() string }
-
 // cniError maps an error to a CNI error with the right code; msg says what
 // was being done.
 func cniError(msg string, err error) *types.Error {
 	var ce *config.Error
-	var ns NetNSError
-	var le LinkExistsError
+	var ns *podnet.NetNSError
+	var le *podnet.LinkExistsError
 	var te *types.Error
 	switch {
 	case errors.As(err, &te):
@@ -44,9 +38,12 @@ func cniError(msg string, err error) *types.Error {
 	case errors.Is(err, ipam.ErrExhausted):
 		return types.NewError(ErrPoolExhausted, msg+": "+err.Error(), "")
 	case errors.As(err, &ns):
-		return types.NewError(types.ErrInvalidEnvironmentVariables, msg+": CNI_NETNS "+err.Error()+": pass the path of an existing network namespace", "")
+		return types.NewError(types.ErrInvalidEnvironmentVariables, fmt.Sprintf("%s: CNI_NETNS %q is not usable (%v): pass the path of an existing network namespace", msg, ns.Path, ns.Err), "")
 	case errors.As(err, &le):
-		return types.NewError(ErrInterfaceExists, msg+": "+err.Error()+": pick another CNI_IFNAME, or DEL the attachment that holds it", "")
+		if le.NetNS == "" {
+			return types.NewError(ErrInterfaceExists, fmt.Sprintf("%s: the host already has an interface %s, the name of this attachment's host end: DEL the attachment that made it, or delete the interface", msg, le.Name), "")
+		}
+		return types.NewError(ErrInterfaceExists, fmt.Sprintf("%s: CNI_IFNAME %s already exists in %s: pick another CNI_IFNAME, or DEL the attachment that holds it", msg, le.Name, le.NetNS), "")
 	}
 	return types.NewError(types.ErrInternal, msg+": "+err.Error(), "")
 }

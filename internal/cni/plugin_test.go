@@ -154,7 +154,7 @@ func TestAddBridgeUsesPoolPrefix(t *testing.T) {
 
 func TestAddFailureRollsBack(t *testing.T) {
 	p, net, s, _ := newPlugin(t)
-	net.setupErr = fmt.Errorf("boom: %w", linkExists{"eth0"})
+	net.setupErr = fmt.Errorf("boom: %w", &podnet.LinkExistsError{Name: "eth0", NetNS: "/var/run/netns/c1"})
 	err := p.Add(args("c1", dualConf))
 	if code(err) != ErrInterfaceExists || !strings.Contains(err.Error(), "CNI_IFNAME") {
 		t.Fatalf("got %v (code %d)", err, code(err))
@@ -162,21 +162,11 @@ func TestAddFailureRollsBack(t *testing.T) {
 	if as := allocations(t, s); len(as) != 0 {
 		t.Fatalf("failed ADD left allocations: %+v", as)
 	}
-	net.setupErr = nsMissing{"/nope"}
+	net.setupErr = &podnet.NetNSError{Path: "/nope", Err: errors.New("no such file")}
 	if err := p.Add(args("c1", dualConf)); code(err) != types.ErrInvalidEnvironmentVariables {
 		t.Fatalf("missing netns: got %v", err)
 	}
 }
-
-type linkExists struct{ name string }
-
-func (e linkExists) Error() string    { return "interface " + e.name + " exists" }
-func (e linkExists) LinkName() string { return e.name }
-
-type nsMissing struct{ path string }
-
-func (e nsMissing) Error() string { return e.path + " is not a network namespace" }
-func (e nsMissing) NetNS() string { return e.path }
 
 func TestBadConfigLeavesNothing(t *testing.T) {
 	for _, conf := range []string{

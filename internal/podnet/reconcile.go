@@ -1,0 +1,130 @@
+package podnet
+
+import (
+	"bytes"
+	"net/netip"
+	"slices"
+
+	"github.com/duetnet/duet/internal/kernel"
+)
+
+// reconcile brings an existing veth pair to d. Every step is idempotent,
+// so a retried ADD converges, and the addresses and routes of an earlier
+// attempt with other addresses are removed.
+func reconcile(host, pod *kernel.NS, d Desired) error {
+	// Before link up: no DAD, no RA, no kernel link-local.
+	if _, err := pod.SetSysctls(d.Pod.Sysctls); err != nil {
+		return err
+	}
+	if _, err := host.SetSysctls(d.Host.Sysctls); err != nil {
+		return err
+	}
+	hl, err := host.Link(d.Host.Name)
+	if err != nil {
+		return err
+	}
+	pl, err := pod.Link(d.Pod.Name)
+	if err != nil {
+		return err
+	}
+	if hl.MTU != d.Host.MTU {
+		if err := host.SetLinkMTU(d.Host.Name, d.Host.MTU); err != nil {
+			return err
+		}
+	}
+	if pl.MTU != d.Pod.MTU {
+		if err := pod.SetLinkMTU(d.Pod.Name, d.Pod.MTU); err != nil {
+			return err
+		}
+	}
+	if d.Pod.MAC != nil && !bytes.Equal(pl.MAC, d.Pod.MAC) {
+		if err := pod.SetLinkMAC(d.Pod.Name, d.Pod.MAC); err != nil {
+			return err
+		}
+		pl.MAC = d.Pod.MAC
+	}
+	if d.Host.Master != "" {
+		if err := host.SetMaster(d.Host.Name, d.Host.Master); err != nil {
+			return err
+		}
+		if err := host.SetHairpin(d.Host.Name, true); err != nil {
+			return err
+		}
+	}
+	if err := host.SetLinkUp(d.Host.Name); err != nil {
+		return err
+	}
+	if err := pod.SetLinkUp(d.Pod.Name); err != nil {
+		return err
+	}
+	if err := ensureAddrs(host, d.Host.Name, addrsOf(d.Host, hl), true); err != nil {
+		return err
+	}
+	if err := ensureAddrs(pod, d.Pod.Name, addrsOf(d.Pod, pl), true); err != nil {
+		return err
+	}
+	if err := ensureRoutes(pod, d.Pod.Name, d.Pod.Routes); err != nil {
+		return err
+	}
+	for _, ip := range d.Pod.PeerNeighbours {
+		if err := pod.ReplacePermanentNeigh(kernel.Neigh{IP: ip, MAC: hl.MAC, Dev: d.Pod.Name}); err != nil {
+			return err
+		}
+	}
+	return ensureRoutes(host, d.Host.Name, d.Host.Routes)
+}
+
+// addrsOf is the interface's full address list, with its link-local.
+func addrsOf(i Iface, l kernel.Link) []netip.Prefix {
+	if !i.LinkLocal {
+		return i.Addrs
+	}
+	return append(slices.Clone(i.Addrs), linkLocal(l.MAC))
+}
+
+// ensureAddrs adds the missing addresses of want to link and, with prune,
+// removes the ones not in want.
+func ensureAddrs(n *kernel.NS, link string, want []netip.Prefix, prune bool) error {
+	have, err := n.Addrs(link)
+	if err != nil {
+		return err
+	}
+	for _, a := range have {
+		if prune && !slices.Contains(want, a.Prefix) {
+			if err := n.DelAddr(link, a.Prefix); err != nil {
+				return err
+			}
+		}
+	}
+	for _, p := range want {
+		if !slices.ContainsFunc(have, func(a kernel.Addr) bool { return a.Prefix == p }) {
+			if err := n.AddAddr(link, p); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// ensureRoutes replaces each route of want through link, in order, after
+// deleting the other routes through it (those not derived from addresses):
+// the pod's interface and the host end are duet's alone.
+func ensureRoutes(n *kernel.NS, link string, want []kernel.Route) error {
+	have, err := n.Routes(link)
+	if err != nil {
+		return err
+	}
+	for _, r := range have {
+		if !slices.Contains(want, r) {
+			if err := n.DelRoute(r); err != nil {
+				return err
+			}
+		}
+	}
+	for _, r := range want {
+		if err := n.ReplaceRoute(r); err != nil {
+			return err
+		}
+	}
+	return nil
+}
