@@ -17,6 +17,7 @@ func main() {
 	p := &cni.Plugin{
 		Net:      cni.KernelPodNetwork,
 		Host:     cni.KernelHost,
+		Firewall: cni.KernelFirewall,
 		Open:     open.Store,
 		Rand:     rand.Reader,
 		Hostname: cni.DefaultHostname,

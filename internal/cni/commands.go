@@ -16,6 +16,7 @@ import (
 
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/podnet"
 	"github.com/duetnet/duet/internal/store"
 )
@@ -31,9 +32,13 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	}
 	var a ipam.Allocation
 	var pools []ipam.Pool
+	existed := false
 	err = p.withStore(n, true, func(tx store.Tx) error {
 		var err error
 		if pools, err = resolvePools(tx, n.Name, n.Pools, p.Rand, p.Host.Prefixes); err != nil {
+			return err
+		}
+		if _, existed, err = ipam.Get(tx, h); err != nil {
 			return err
 		}
 		a, err = ipam.Allocate(tx, ipam.Request{Handle: h, Node: n.NodeName, NetNS: args.Netns, Families: n.Families, Pools: pools, Rand: p.Rand})
@@ -42,26 +47,43 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return cniError("allocating addresses", err)
 	}
-	res, err := p.attach(n, a, args.Netns)
+	res, err := p.attach(n, a, pools, args)
 	if err != nil {
-		// Give the addresses back, so a failed ADD leaves nothing behind.
-		if rerr := p.withStore(n, true, func(tx store.Tx) error { _, _, err := ipam.Release(tx, h); return err }); rerr != nil {
-			err = fmt.Errorf("%w (and releasing its addresses failed too: %v; run duetctl ipam gc)", err, rerr)
+		// Give the addresses back, so a failed ADD leaves nothing behind;
+		// but never those of an attachment an earlier ADD completed.
+		if !existed {
+			if rerr := p.withStore(n, true, func(tx store.Tx) error { _, _, err := ipam.Release(tx, h); return err }); rerr != nil {
+				err = fmt.Errorf("%w (and releasing its addresses failed too: %v; run duetctl ipam gc)", err, rerr)
+			}
 		}
 		return cniError("setting up "+args.IfName, err)
 	}
 	return printResult(p.Stdout, result(n, a, res, args.Netns), n.CNIVersion)
 }
 
-func (p *Plugin) attach(n *config.Network, a ipam.Allocation, netns string) (podnet.Result, error) {
-	s, err := spec(n, a, netns, p.mtu(n))
+// attach protects, then creates, the pod's interface; on failure it
+// removes the protections it added (podnet removes its own links).
+func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool, args *skel.CmdArgs) (podnet.Result, error) {
+	s, err := spec(n, a, args.Netns, p.mtu(n))
+	if err != nil {
+		return podnet.Result{}, err
+	}
+	pod, err := fwPod(n, a, s, args.Args)
 	if err != nil {
 		return podnet.Result{}, err
 	}
 	if err := p.Host.EnableForwarding(addrsOf(a)); err != nil {
 		return podnet.Result{}, fmt.Errorf("enabling forwarding: %w", err)
 	}
-	return p.Net.Setup(s)
+	if err := p.protect(n, pod, pools); err != nil {
+		return podnet.Result{}, err
+	}
+	r, err := p.Net.Setup(s)
+	if err != nil {
+		_ = p.unprotect(n, pod)
+		return podnet.Result{}, err
+	}
+	return r, nil
 }
 
 // result is the CNI result: both veth ends, the addresses with their
@@ -104,22 +126,47 @@ func ipNet(p netip.Prefix) net.IPNet {
 	return net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-// Del is CNI DEL: remove the interface, then free the addresses, so an
-// address is never handed out while an interface still holds it. Both
-// steps succeed when there is nothing left to remove.
+// Del is CNI DEL: remove the interface and its protections, then free the
+// addresses, so an address is never handed out while an interface still
+// holds it. Every step succeeds when there is nothing left to remove.
 func (p *Plugin) Del(args *skel.CmdArgs) error {
 	n, h, err := p.parse(args)
 	if err != nil {
 		return cniError("parsing the network configuration", err)
 	}
+	a := ipam.Allocation{Handle: h}
+	if err := p.withStore(n, false, func(tx store.Tx) error {
+		if got, ok, err := ipam.Get(tx, h); err != nil || ok {
+			a = got
+			return err
+		}
+		return nil
+	}); err != nil {
+		return cniError("reading the allocation", err)
+	}
 	if err := p.Net.Teardown(args.Netns, args.IfName, HostIfName(h)); err != nil {
 		return cniError("removing "+args.IfName, err)
 	}
-	err = p.withStore(n, true, func(tx store.Tx) error { _, _, err := ipam.Release(tx, h); return err })
-	if err != nil {
-		return cniError("releasing addresses", err)
+	if err := p.release(n, a, args.Args); err != nil {
+		return cniError("releasing "+h.String(), err)
 	}
 	return nil
+}
+
+// release removes an attachment's protections and frees its addresses.
+func (p *Plugin) release(n *config.Network, a ipam.Allocation, cniArgs string) error {
+	s, err := spec(n, a, "", 0)
+	if err != nil {
+		return err
+	}
+	pod, err := fwPod(n, a, s, cniArgs)
+	if err != nil {
+		pod, _ = fwPod(n, a, s, "") // DEL must not fail on the pod's own args
+	}
+	if err := p.unprotect(n, pod); err != nil && !errors.Is(err, kernel.ErrNoNFTables) {
+		return fmt.Errorf("removing the pod's protections: %w", err)
+	}
+	return p.withStore(n, true, func(tx store.Tx) error { _, _, err := ipam.Release(tx, a.Handle); return err })
 }
 
 // Check is CNI CHECK: the store still holds the attachment, the result the
@@ -146,6 +193,15 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 	}
 	if err := p.Net.Check(s); err != nil {
 		return cniError("checking "+args.IfName, err)
+	}
+	if n.Protections {
+		pod, err := fwPod(n, a, s, args.Args)
+		if err == nil {
+			err = p.Firewall.CheckPod(pod)
+		}
+		if err != nil {
+			return cniError("checking the protections of "+args.IfName, err)
+		}
 	}
 	return nil
 }
@@ -197,8 +253,13 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 	}
 	for _, a := range freed {
 		// The namespace is normally gone, taking the veth with it; a
-		// leftover host end is removed too.
+		// leftover host end and the pod's protections are removed too.
 		_ = p.Net.Teardown("", a.IfName, HostIfName(a.Handle))
+		if s, err := spec(n, a, "", 0); err == nil {
+			if pod, err := fwPod(n, a, s, ""); err == nil {
+				_ = p.unprotect(n, pod)
+			}
+		}
 		fmt.Fprintf(os.Stderr, "duet: GC freed %s (%v)\n", a.Handle, addrsOf(a))
 	}
 	return nil

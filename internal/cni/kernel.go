@@ -1,10 +1,14 @@
 package cni
 
 import (
+	"context"
 	"fmt"
 	"net/netip"
 	"os"
 
+	"sigs.k8s.io/knftables"
+
+	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/podnet"
 )
@@ -40,4 +44,23 @@ func (kernelPodNet) Setup(s podnet.Spec) (podnet.Result, error) { return podnet.
 func (kernelPodNet) Check(s podnet.Spec) error                  { return podnet.Check(s) }
 func (kernelPodNet) Teardown(netns, ifName, hostIfName string) error {
 	return podnet.Teardown(netns, ifName, hostIfName)
+}
+
+// KernelFirewall is the Firewall backed by nft on the host.
+var KernelFirewall Firewall = kernelFirewall{}
+
+type kernelFirewall struct{}
+
+func (kernelFirewall) Apply(script string) error { return kernel.NFTApply(script) }
+
+func (kernelFirewall) CheckPod(pod firewall.Pod) error {
+	fam := knftables.InetFamily
+	if pod.Bridged {
+		fam = knftables.BridgeFamily
+	}
+	t, err := kernel.NFTTable(fam, firewall.Table)
+	if err != nil {
+		return err
+	}
+	return firewall.CheckPod(context.Background(), t, pod)
 }

@@ -14,12 +14,14 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
+	"net"
 	"net/netip"
 	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
 	"github.com/duetnet/duet/internal/config"
+	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/ipam"
 	"github.com/duetnet/duet/internal/podnet"
 	"github.com/duetnet/duet/internal/store"
@@ -43,10 +45,19 @@ type Host interface {
 	EnableForwarding(addrs []netip.Addr) error
 }
 
+// Firewall applies and verifies the nftables protections.
+type Firewall interface {
+	// Apply runs an nft script as one transaction.
+	Apply(script string) error
+	// CheckPod verifies a pod's protections are in place and unmodified.
+	CheckPod(firewall.Pod) error
+}
+
 // Plugin is the duet CNI plugin.
 type Plugin struct {
-	Net  PodNetwork
-	Host Host
+	Net      PodNetwork
+	Host     Host
+	Firewall Firewall
 	// Open opens the datastore named in the configuration.
 	Open func(config.Datastore) (store.Store, error)
 	// Rand feeds ULA Global IDs and MAC addresses.
@@ -91,6 +102,17 @@ func (p *Plugin) withStore(n *config.Network, write bool, fn func(store.Tx) erro
 	return s.View(context.Background(), fn)
 }
 
+// PodMAC is the pod interface's MAC when IPAM does not pick one: locally
+// administered, unicast, and derived from the handle, so that DEL and GC
+// know it without asking the kernel (the namespace may be gone) and can
+// remove the pod's anti-spoofing elements exactly.
+func PodMAC(h ipam.Handle) net.HardwareAddr {
+	sum := sha256.Sum256([]byte("mac/" + h.String()))
+	mac := net.HardwareAddr(sum[:6])
+	mac[0] = mac[0]&^0x01 | 0x02
+	return mac
+}
+
 // resolvePools returns the configured pools (recording them for duetctl),
 // or the zero-config ones.
 func resolvePools(tx store.Tx, network string, configured []ipam.Pool, rand io.Reader, prefixes func() ([]netip.Prefix, error)) ([]ipam.Pool, error) {
@@ -109,6 +131,7 @@ func spec(n *config.Network, a ipam.Allocation, netns string, mtu int) (podnet.S
 		HostIfName: HostIfName(a.Handle),
 		MTU:        mtu,
 	}
+	s.MAC = PodMAC(a.Handle)
 	if a.MAC != "" {
 		mac, err := parseMAC(a.MAC)
 		if err != nil {

@@ -15,6 +15,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 
 	"github.com/duetnet/duet/internal/config"
+	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/ipam"
 	"github.com/duetnet/duet/internal/podnet"
 	"github.com/duetnet/duet/internal/store"
@@ -60,6 +61,40 @@ func (f *fakeNet) Teardown(netns, ifName, hostIfName string) error {
 	return nil
 }
 
+// fakeFirewall records the scripts it is given, and how many pods have
+// elements (an "add element ... pods" adds one, a delete removes one).
+type fakeFirewall struct {
+	scripts []string
+	pods    map[string]bool
+	checkOK bool
+}
+
+var _ Firewall = (*fakeFirewall)(nil)
+
+func (f *fakeFirewall) Apply(script string) error {
+	f.scripts = append(f.scripts, script)
+	if f.pods == nil {
+		f.pods = map[string]bool{}
+	}
+	for _, line := range strings.Split(script, "\n") {
+		var fam, name string
+		if _, err := fmt.Sscanf(line, "add element %s duet pods { %s }", &fam, &name); err == nil {
+			f.pods[name] = true
+		}
+		if _, err := fmt.Sscanf(line, "delete element %s duet pods { %s }", &fam, &name); err == nil {
+			delete(f.pods, name)
+		}
+	}
+	return nil
+}
+
+func (f *fakeFirewall) CheckPod(pod firewall.Pod) error {
+	if !f.pods[pod.HostIf] {
+		return errors.New("pod elements missing")
+	}
+	return nil
+}
+
 type fakeHost struct{ forwarded []netip.Addr }
 
 var _ Host = (*fakeHost)(nil)
@@ -78,6 +113,7 @@ func newPlugin(t *testing.T) (*Plugin, *fakeNet, *memstore.Store, *bytes.Buffer)
 	return &Plugin{
 		Net:      net,
 		Host:     &fakeHost{},
+		Firewall: &fakeFirewall{},
 		Open:     func(config.Datastore) (store.Store, error) { return nopClose{s}, nil },
 		Rand:     rand.New(rand.NewSource(1)),
 		Hostname: func() (string, error) { return "node-a", nil },
@@ -294,5 +330,64 @@ func TestHostIfName(t *testing.T) {
 	h2.IfName = "eth1"
 	if HostIfName(h) == HostIfName(h2) {
 		t.Fatal("two interfaces of one container share a host name")
+	}
+}
+
+func TestProtectionsFollowThePod(t *testing.T) {
+	p, net, _, _ := newPlugin(t)
+	fw := p.Firewall.(*fakeFirewall)
+	if err := p.Add(args("c1", dualConf)); err != nil {
+		t.Fatal(err)
+	}
+	host := HostIfName(ipam.Handle{Network: "n", ContainerID: "c1", IfName: "eth0"})
+	if !fw.pods[host] || !strings.Contains(fw.scripts[0], "nat6 { fd00:1::/48 }") {
+		t.Fatalf("ADD did not protect the pod: %v\n%s", fw.pods, fw.scripts)
+	}
+	if err := p.Check(args("c1", dualConf)); err != nil {
+		t.Fatalf("CHECK: %v", err)
+	}
+	delete(fw.pods, host)
+	if err := p.Check(args("c1", dualConf)); err == nil {
+		t.Fatal("CHECK passed without the pod's protections")
+	}
+	fw.pods[host] = true
+	if err := p.Del(args("c1", dualConf)); err != nil || fw.pods[host] {
+		t.Fatalf("DEL: %v, elements left: %v", err, fw.pods)
+	}
+	// A failed Setup removes the protections ADD installed first.
+	net.setupErr = errors.New("boom")
+	_ = p.Add(args("c2", dualConf))
+	if len(fw.pods) != 0 {
+		t.Fatalf("failed ADD left elements: %v", fw.pods)
+	}
+	// Per-pod opt-out prefixes come from CNI_ARGS; a bad one is named.
+	net.setupErr = nil
+	a := args("c3", dualConf)
+	a.Args = "IgnoreUnknown=1;DUET_ALLOWED_SOURCE_PREFIXES=2001:db8:9::/64,192.0.2.0/24"
+	if err := p.Add(a); err != nil {
+		t.Fatal(err)
+	}
+	if last := fw.scripts[len(fw.scripts)-1]; !strings.Contains(last, "2001:db8:9::/64") || !strings.Contains(last, "192.0.2.0/24") {
+		t.Fatalf("opt-out prefixes missing:\n%s", last)
+	}
+	a = args("c4", dualConf)
+	a.Args = "DUET_ALLOWED_SOURCE_PREFIXES=nonsense"
+	if err := p.Add(a); err == nil || !strings.Contains(err.Error(), "DUET_ALLOWED_SOURCE_PREFIXES") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestProtectionsOff(t *testing.T) {
+	p, _, _, _ := newPlugin(t)
+	fw := p.Firewall.(*fakeFirewall)
+	conf := strings.Replace(dualConf, `"type":"duet"`, `"type":"duet","protections":false`, 1)
+	if err := p.Add(args("c1", conf)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Check(args("c1", conf)); err != nil {
+		t.Fatal(err)
+	}
+	if len(fw.scripts) != 0 {
+		t.Fatalf("protections off, yet nft ran: %v", fw.scripts)
 	}
 }

@@ -6,6 +6,7 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"net/netip"
 	"sort"
 	"strings"
 
@@ -61,6 +62,13 @@ type Network struct {
 	Bridge     string
 	MTU        int
 	IPAM
+	// Protections turns on the nftables RA guard and anti-spoofing
+	// (default true).
+	Protections bool
+	// AllowedSources are extra source prefixes every pod of the network
+	// may send from (for appliances); a pod adds its own with CNI_ARGS
+	// DUET_ALLOWED_SOURCE_PREFIXES.
+	AllowedSources   []netip.Prefix
 	ValidAttachments []Attachment
 	HasAttachments   bool
 	RawPrevResult    json.RawMessage
@@ -88,17 +96,21 @@ func Parse(data []byte) (*Network, error) {
 	if _, ok := fields["ipam"]; ok {
 		return nil, errf("ipam", "the duet plugin does its own addressing: remove \"ipam\" and put families, pools and datastore at the top level (duet-ipam is for other plugins)")
 	}
-	if err := onlyKeys(fields, "", append(append([]string{"mode", "bridge", "mtu"}, standardKeys...), ipamKeys...)); err != nil {
+	if err := onlyKeys(fields, "", append(append([]string{"mode", "bridge", "mtu", "protections", "allowedSourcePrefixes"}, standardKeys...), ipamKeys...)); err != nil {
 		return nil, err
 	}
-	n := &Network{Mode: ModeRouted}
-	for key, dst := range map[string]any{"cniVersion": &n.CNIVersion, "name": &n.Name, "mode": &n.Mode, "bridge": &n.Bridge, "mtu": &n.MTU} {
+	n := &Network{Mode: ModeRouted, Protections: true}
+	var allowed []string
+	for key, dst := range map[string]any{"cniVersion": &n.CNIVersion, "name": &n.Name, "mode": &n.Mode, "bridge": &n.Bridge, "mtu": &n.MTU, "protections": &n.Protections, "allowedSourcePrefixes": &allowed} {
 		if err := decode(fields, key, dst); err != nil {
 			return nil, err
 		}
 	}
 	if n.Name == "" {
 		return nil, errf("name", "is missing: every CNI network needs a name")
+	}
+	if n.AllowedSources, err = ParsePrefixes(allowed, "allowedSourcePrefixes"); err != nil {
+		return nil, err
 	}
 	switch n.Mode {
 	case ModeRouted:
@@ -353,4 +365,17 @@ func PoolsString(pools []ipam.Pool) string {
 		s = append(s, p.CIDR.String())
 	}
 	return strings.Join(s, ", ")
+}
+
+// ParsePrefixes parses a list of prefixes; field names them in errors.
+func ParsePrefixes(list []string, field string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for i, s := range list {
+		p, err := netip.ParsePrefix(strings.TrimSpace(s))
+		if err != nil {
+			return nil, errf(fmt.Sprintf("%s[%d]", field, i), "%q is not a prefix: write it like \"2001:db8:1::/64\" or \"192.0.2.0/24\"", s)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }

@@ -1,0 +1,82 @@
+package cni
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+
+	"github.com/duetnet/duet/internal/config"
+	"github.com/duetnet/duet/internal/firewall"
+	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/podnet"
+)
+
+// argAllowedSources is the CNI_ARGS key of a pod's own opt-out prefixes.
+const argAllowedSources = "DUET_ALLOWED_SOURCE_PREFIXES"
+
+// fwPod is the firewall's view of an attachment.
+func fwPod(n *config.Network, a ipam.Allocation, s podnet.Spec, cniArgs string) (firewall.Pod, error) {
+	extra, err := podAllowedSources(cniArgs)
+	if err != nil {
+		return firewall.Pod{}, err
+	}
+	return firewall.Pod{
+		HostIf:         s.HostIfName,
+		MAC:            s.MAC,
+		Addrs:          addrsOf(a),
+		AllowedSources: append(append([]netip.Prefix{}, n.AllowedSources...), extra...),
+		Bridged:        n.Mode == config.ModeBridge,
+	}, nil
+}
+
+func fwPools(pools []ipam.Pool) []firewall.Pool {
+	out := make([]firewall.Pool, 0, len(pools))
+	for _, p := range pools {
+		out = append(out, firewall.Pool{CIDR: p.CIDR, NAT: p.NATOutgoing})
+	}
+	return out
+}
+
+// podAllowedSources reads DUET_ALLOWED_SOURCE_PREFIXES=p1,p2 from CNI_ARGS.
+func podAllowedSources(cniArgs string) ([]netip.Prefix, error) {
+	for _, kv := range strings.Split(cniArgs, ";") {
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k != argAllowedSources {
+			continue
+		}
+		ps, err := config.ParsePrefixes(strings.Split(v, ","), "CNI_ARGS "+argAllowedSources)
+		if err != nil {
+			return nil, err
+		}
+		return ps, nil
+	}
+	return nil, nil
+}
+
+// protect installs the pod's protections (and its pools' NAT) before the
+// pod's interface exists, so its first packet is already checked.
+func (p *Plugin) protect(n *config.Network, pod firewall.Pod, pools []ipam.Pool) error {
+	if !n.Protections {
+		return nil
+	}
+	script, err := firewall.AddPodScript(pod, fwPools(pools))
+	if err != nil {
+		return err
+	}
+	if err := p.Firewall.Apply(script); err != nil {
+		return fmt.Errorf("installing the pod's protections: %w (or set \"protections\": false to run without RA guard and anti-spoofing)", err)
+	}
+	return nil
+}
+
+// unprotect removes the pod's elements; it succeeds when they are gone.
+func (p *Plugin) unprotect(n *config.Network, pod firewall.Pod) error {
+	if !n.Protections {
+		return nil
+	}
+	script, err := firewall.RemovePodScript(pod)
+	if err != nil {
+		return err
+	}
+	return p.Firewall.Apply(script)
+}

@@ -1,0 +1,141 @@
+package firewall
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+
+	"sigs.k8s.io/knftables"
+)
+
+var (
+	mac1 = net.HardwareAddr{0x02, 0x11, 0x22, 0x33, 0x44, 0x55}
+	pod1 = Pod{HostIf: "dt1", MAC: mac1, Addrs: []netip.Addr{netip.MustParseAddr("fd00:1::2"), netip.MustParseAddr("10.7.0.2")}}
+	pool = []Pool{{CIDR: netip.MustParsePrefix("fd00:1::/48"), NAT: true}, {CIDR: netip.MustParsePrefix("2001:db8::/48"), NAT: false}, {CIDR: netip.MustParsePrefix("10.7.0.0/16"), NAT: true}}
+)
+
+func run(t *testing.T, fake *knftables.Fake, fill func(*knftables.Transaction) error) {
+	t.Helper()
+	tx := fake.NewTransaction()
+	if err := fill(tx); err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.Run(context.Background(), tx); err != nil {
+		t.Fatalf("%v\n%s", err, tx)
+	}
+}
+
+func TestLinkLocal(t *testing.T) {
+	ll, ok := LinkLocal(mac1)
+	if !ok || ll.String() != "fe80::11:22ff:fe33:4455" {
+		t.Fatalf("got %v", ll)
+	}
+}
+
+func TestAddPodRenders(t *testing.T) {
+	fake := knftables.NewFake("", "")
+	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, pod1, pool) })
+	dump := fake.Dump()
+	for _, want := range []string{
+		`add element inet duet pods { dt1 }`,
+		`add element inet duet pod_macs { dt1 . 02:11:22:33:44:55 }`,
+		`add element inet duet pod_addrs6 { dt1 . fd00:1::2 }`,
+		`add element inet duet pod_addrs6 { dt1 . fe80::11:22ff:fe33:4455 }`,
+		`add element inet duet pod_addrs4 { dt1 . 10.7.0.2 }`,
+		`add element inet duet nat6 { fd00:1::/48 }`,
+		`add element inet duet pools6 { 2001:db8::/48 }`,
+		`add element inet duet nat4 { 10.7.0.0/16 }`,
+		`icmpv6 type { nd-router-advert, nd-redirect } counter drop`,
+		`type filter hook prerouting priority -300`,
+		`type nat hook postrouting priority 100`,
+	} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("dump lacks %q:\n%s", want, dump)
+		}
+	}
+	// A global IPv6 pool is routed, never masqueraded.
+	if strings.Contains(dump, "nat6 { 2001:db8::/48 }") {
+		t.Errorf("global pool in nat6:\n%s", dump)
+	}
+	if strings.Contains(dump, "table bridge") {
+		t.Errorf("a routed pod needs no bridge table:\n%s", dump)
+	}
+}
+
+func TestSyncTwiceSameResult(t *testing.T) {
+	for _, bridged := range []bool{false, true} {
+		fake := knftables.NewFake("", "")
+		p := pod1
+		p.Bridged = bridged
+		run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, p, pool) })
+		first := fake.Dump()
+		run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, p, pool) })
+		if second := fake.Dump(); second != first {
+			t.Fatalf("bridged=%v: second sync changed the ruleset:\n%s\n---\n%s", bridged, first, second)
+		}
+	}
+}
+
+func TestRemovePodIdempotent(t *testing.T) {
+	for _, bridged := range []bool{false, true} {
+		fake := knftables.NewFake("", "")
+		p := pod1
+		p.Bridged = bridged
+		other := Pod{HostIf: "dt2", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 9}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:1::3")}, Bridged: bridged}
+		run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, other, pool) })
+		empty := fake.Dump()
+		run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, p, pool) })
+		for i := 0; i < 2; i++ { // DEL twice
+			run(t, fake, func(tx *knftables.Transaction) error { return RemovePod(tx, p) })
+		}
+		if got := fake.Dump(); got != empty {
+			t.Fatalf("bridged=%v: remove left a different ruleset:\n%s\n---\n%s", bridged, empty, got)
+		}
+	}
+}
+
+func TestBridgedPodUsesBridgeTable(t *testing.T) {
+	fake := knftables.NewFake("", "")
+	p := pod1
+	p.Bridged = true
+	p.AllowedSources = []netip.Prefix{netip.MustParsePrefix("2001:db8:99::/64")}
+	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, p, pool) })
+	dump := fake.Dump()
+	for _, want := range []string{
+		`add element bridge duet pod_addrs4 { dt1 . 10.7.0.2 }`,
+		`add element bridge duet pod_addrs6 { dt1 . 2001:db8:99::/64 }`,
+		`ether type arp iifname . arp saddr ip != @pod_addrs4 counter drop`,
+		`add element inet duet nat4 { 10.7.0.0/16 }`, // NAT is IP-level even for bridged pods
+	} {
+		if !strings.Contains(dump, want) {
+			t.Errorf("dump lacks %q:\n%s", want, dump)
+		}
+	}
+}
+
+func TestCheckPod(t *testing.T) {
+	fake := knftables.NewFake(knftables.InetFamily, Table)
+	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, pod1, pool) })
+	inet := fake
+	if err := CheckPod(context.Background(), inet, pod1); err != nil {
+		t.Fatalf("CHECK after ADD: %v", err)
+	}
+	// Someone deletes the pod's address element: CHECK names it.
+	run(t, fake, func(tx *knftables.Transaction) error {
+		tx.Delete(&knftables.Element{Family: knftables.InetFamily, Table: Table, Set: setAddrs4, Key: []string{"dt1", "10.7.0.2"}})
+		return nil
+	})
+	if err := CheckPod(context.Background(), inet, pod1); err == nil || !strings.Contains(err.Error(), "10.7.0.2") {
+		t.Fatalf("got %v", err)
+	}
+	// Someone flushes the chain: CHECK says the table was modified.
+	run(t, fake, func(tx *knftables.Transaction) error {
+		tx.Flush(&knftables.Chain{Family: knftables.InetFamily, Table: Table, Name: chainFromPod})
+		return nil
+	})
+	if err := CheckPod(context.Background(), inet, pod1); err == nil || !strings.Contains(err.Error(), "modified") {
+		t.Fatalf("got %v", err)
+	}
+}

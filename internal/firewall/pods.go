@@ -1,0 +1,151 @@
+package firewall
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+
+	"sigs.k8s.io/knftables"
+)
+
+// Pod is what the protections need to know of one pod interface.
+type Pod struct {
+	// HostIf is the host end of the pod's veth: every check is keyed on it.
+	HostIf string
+	// MAC is the pod interface's MAC address.
+	MAC net.HardwareAddr
+	// Addrs are the addresses duet assigned.
+	Addrs []netip.Addr
+	// AllowedSources are extra source prefixes the pod may use (the
+	// allowedSourcePrefixes opt-out, for appliances that route or NAT).
+	AllowedSources []netip.Prefix
+	// Bridged is true in bridge mode: the pod's frames are checked in the
+	// bridge table, where pod-to-pod traffic on the bridge is seen too.
+	Bridged bool
+}
+
+// Pool is a pod prefix and whether traffic from it to anywhere outside
+// every pool is masqueraded.
+type Pool struct {
+	CIDR netip.Prefix
+	NAT  bool
+}
+
+// LinkLocal is the EUI-64 link-local address the kernel (and podnet)
+// derive from mac: the pod's legitimate IPv6 source for neighbour
+// discovery.
+func LinkLocal(mac net.HardwareAddr) (netip.Addr, bool) {
+	if len(mac) != 6 {
+		return netip.Addr{}, false
+	}
+	b := [16]byte{0xfe, 0x80}
+	b[8], b[9], b[10] = mac[0]^0x02, mac[1], mac[2]
+	b[11], b[12] = 0xff, 0xfe
+	b[13], b[14], b[15] = mac[3], mac[4], mac[5]
+	return netip.AddrFrom16(b), true
+}
+
+func (p Pod) family() knftables.Family {
+	if p.Bridged {
+		return knftables.BridgeFamily
+	}
+	return knftables.InetFamily
+}
+
+// elements are the set elements that admit p's traffic.
+func (p Pod) elements() ([]*knftables.Element, error) {
+	if p.HostIf == "" || len(p.MAC) != 6 {
+		return nil, fmt.Errorf("firewall: pod needs a host interface and a MAC (got %q, %v)", p.HostIf, p.MAC)
+	}
+	fam := p.family()
+	el := func(set string, key ...string) *knftables.Element {
+		return &knftables.Element{Family: fam, Table: Table, Set: set, Key: key}
+	}
+	out := []*knftables.Element{el(setPods, p.HostIf), el(setMACs, p.HostIf, p.MAC.String())}
+	srcs := append([]netip.Prefix{}, p.AllowedSources...)
+	for _, a := range p.Addrs {
+		srcs = append(srcs, netip.PrefixFrom(a, a.BitLen()))
+	}
+	if ll, ok := LinkLocal(p.MAC); ok && hasIPv6(p.Addrs) {
+		srcs = append(srcs, netip.PrefixFrom(ll, 128))
+	}
+	for _, s := range srcs {
+		set := setAddrs4
+		if s.Addr().Is6() {
+			set = setAddrs6
+		}
+		out = append(out, el(set, p.HostIf, prefixString(s)))
+	}
+	return out, nil
+}
+
+func hasIPv6(as []netip.Addr) bool {
+	for _, a := range as {
+		if a.Is6() {
+			return true
+		}
+	}
+	return false
+}
+
+// prefixString writes a host prefix as a bare address, as nft lists it.
+func prefixString(p netip.Prefix) string {
+	if p.IsSingleIP() {
+		return p.Addr().String()
+	}
+	return p.Masked().String()
+}
+
+func poolElements(pools []Pool) []*knftables.Element {
+	var out []*knftables.Element
+	for _, p := range pools {
+		all, nat := setPools4, setNAT4
+		if p.CIDR.Addr().Is6() {
+			all, nat = setPools6, setNAT6
+		}
+		k := []string{p.CIDR.Masked().String()}
+		out = append(out, &knftables.Element{Family: knftables.InetFamily, Table: Table, Set: all, Key: k})
+		if p.NAT {
+			out = append(out, &knftables.Element{Family: knftables.InetFamily, Table: Table, Set: nat, Key: k})
+		}
+	}
+	return out
+}
+
+// AddPod fills tx with everything pod needs: both tables (the inet one
+// always holds NAT), the pools, and the pod's elements.
+func AddPod(tx *knftables.Transaction, pod Pod, pools []Pool) error {
+	els, err := pod.elements()
+	if err != nil {
+		return err
+	}
+	ensureTable(tx, knftables.InetFamily)
+	if pod.Bridged {
+		ensureTable(tx, knftables.BridgeFamily)
+	}
+	for _, e := range append(poolElements(pools), els...) {
+		tx.Add(e)
+	}
+	return nil
+}
+
+// RemovePod fills tx with the removal of pod's elements. Each element is
+// added, then deleted, so the transaction succeeds whether or not it was
+// there: DEL must be idempotent, and nft 1.0.6 has no "destroy".
+func RemovePod(tx *knftables.Transaction, pod Pod) error {
+	els, err := pod.elements()
+	if err != nil {
+		return err
+	}
+	ensureTable(tx, pod.family())
+	if pod.family() != knftables.InetFamily {
+		ensureTable(tx, knftables.InetFamily)
+	}
+	for _, e := range els {
+		tx.Add(e)
+	}
+	for _, e := range els {
+		tx.Delete(e)
+	}
+	return nil
+}

@@ -1,0 +1,134 @@
+// Package firewall renders duet's nftables tables: the per-pod protections
+// (router-advertisement and DHCP-server guard, source address and MAC
+// checks) and egress masquerading decided per pool.
+//
+// Static rules live in chains and never mention a pod; what changes per
+// pod is set elements, so ADD and DEL are one small transaction each and
+// the per-packet cost does not grow with the number of pods (one hash
+// lookup per set). Everything here is pure: it fills knftables
+// transactions, which tests dump and compare without root, and which
+// Apply hands to nft in a single atomic `nft -f`.
+//
+// Two tables, one per family of hook:
+//
+//	table inet duet    routed pods' traffic (prerouting), NAT (postrouting)
+//	table bridge duet  bridge-mode pods' frames, including ARP, before the
+//	                   bridge forwards them to another pod or up to the host
+package firewall
+
+import (
+	"sigs.k8s.io/knftables"
+)
+
+// Table is the name of both of duet's tables.
+const Table = "duet"
+
+// Set names, shared by both tables where they apply.
+const (
+	setPods   = "pods"       // host-side interface of every protected pod
+	setMACs   = "pod_macs"   // ifname . ether_addr
+	setAddrs6 = "pod_addrs6" // ifname . ipv6_addr (interval: allowedSourcePrefixes)
+	setAddrs4 = "pod_addrs4" // ifname . ipv4_addr
+	setPools6 = "pools6"     // every IPv6 pool: never NAT towards them
+	setPools4 = "pools4"
+	setNAT6   = "nat6" // IPv6 pools with natOutgoing
+	setNAT4   = "nat4"
+)
+
+const chainFromPod = "from-pod"
+
+// rule is a static rule; the comment identifies it when the table is read
+// back, since nft prints rules in its own canonical form.
+type rule struct{ expr, comment string }
+
+// guardRules are the checks every frame or packet from a pod passes, in
+// either table. The order matters: RA, redirect and DHCP-server drops come
+// before the source checks, so a pod cannot send them even from its own
+// address; DAD's unspecified source is allowed before the address check.
+var guardRules = []rule{
+	{"iifname . ether saddr != @" + setMACs + " counter drop", "duet: source MAC is not the pod's"},
+	{"icmpv6 type { nd-router-advert, nd-redirect } counter drop", "duet: RA guard"},
+	{"udp sport { 67, 547 } counter drop", "duet: DHCP server guard"},
+	{"ip6 saddr :: icmpv6 type nd-neighbor-solicit accept", "duet: DAD"},
+}
+
+// inetRules and bridgeRules add the source checks: the family expression
+// differs (nfproto in inet, ether type in bridge), and only the bridge
+// table sees ARP.
+var inetRules = append(append([]rule{}, guardRules...),
+	rule{"meta nfproto ipv6 iifname . ip6 saddr != @" + setAddrs6 + " counter drop", "duet: IPv6 source is not the pod's"},
+	rule{"meta nfproto ipv4 iifname . ip saddr != @" + setAddrs4 + " counter drop", "duet: IPv4 source is not the pod's"},
+)
+
+var bridgeRules = append(append([]rule{}, guardRules...),
+	rule{"ether type ip6 iifname . ip6 saddr != @" + setAddrs6 + " counter drop", "duet: IPv6 source is not the pod's"},
+	rule{"ether type ip iifname . ip saddr != @" + setAddrs4 + " counter drop", "duet: IPv4 source is not the pod's"},
+	rule{"ether type arp arp saddr ether != ether saddr counter drop", "duet: ARP sender MAC is not the frame's"},
+	rule{"ether type arp arp saddr ip 0.0.0.0 accept", "duet: ARP probe"},
+	rule{"ether type arp iifname . arp saddr ip != @" + setAddrs4 + " counter drop", "duet: ARP for an address that is not the pod's"},
+	rule{"ether type != { ip, ip6, arp } counter drop", "duet: only IP and ARP from pods"},
+)
+
+// natRules masquerade what leaves a natOutgoing pool for a destination in
+// no pool: pod-to-pod traffic, on this node or another, keeps its source.
+var natRules = []rule{
+	{"ip6 saddr @" + setNAT6 + " ip6 daddr != @" + setPools6 + " masquerade", "duet: natOutgoing (IPv6)"},
+	{"ip saddr @" + setNAT4 + " ip daddr != @" + setPools4 + " masquerade", "duet: natOutgoing (IPv4)"},
+}
+
+func sets(fam knftables.Family) []*knftables.Set {
+	interval := []knftables.SetFlag{knftables.IntervalFlag}
+	s := []*knftables.Set{
+		{Name: setPods, Type: "ifname"},
+		{Name: setMACs, Type: "ifname . ether_addr"},
+		{Name: setAddrs6, Type: "ifname . ipv6_addr", Flags: interval},
+		{Name: setAddrs4, Type: "ifname . ipv4_addr", Flags: interval},
+	}
+	if fam == knftables.InetFamily {
+		s = append(s,
+			&knftables.Set{Name: setPools6, Type: "ipv6_addr", Flags: interval},
+			&knftables.Set{Name: setPools4, Type: "ipv4_addr", Flags: interval},
+			&knftables.Set{Name: setNAT6, Type: "ipv6_addr", Flags: interval},
+			&knftables.Set{Name: setNAT4, Type: "ipv4_addr", Flags: interval},
+		)
+	}
+	for _, x := range s {
+		x.Family, x.Table = fam, Table
+	}
+	return s
+}
+
+// ensureTable adds fam's table, sets and chains, and rewrites its static
+// rules. Adding what exists is a no-op and the rules are flushed first, so
+// this is safe to run in every transaction: it also repairs a table that
+// someone edited by hand.
+func ensureTable(tx *knftables.Transaction, fam knftables.Family) {
+	tx.Add(&knftables.Table{Family: fam, Name: Table})
+	for _, s := range sets(fam) {
+		tx.Add(s)
+	}
+	rules := bridgeRules
+	hookPrio := knftables.BaseChainPriority("-300") // before conntrack, like raw
+	if fam == knftables.InetFamily {
+		rules, hookPrio = inetRules, knftables.RawPriority
+	}
+	chains := map[string][]rule{chainFromPod: rules}
+	from := &knftables.Chain{Family: fam, Table: Table, Name: chainFromPod}
+	pre := &knftables.Chain{Family: fam, Table: Table, Name: "prerouting",
+		Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(hookPrio)}
+	chains["prerouting"] = []rule{{"iifname @" + setPods + " jump " + chainFromPod, "duet: pods"}}
+	list := []*knftables.Chain{from, pre}
+	if fam == knftables.InetFamily {
+		nat := &knftables.Chain{Family: fam, Table: Table, Name: "postrouting",
+			Type: knftables.PtrTo(knftables.NATType), Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority)}
+		list = append(list, nat)
+		chains["postrouting"] = natRules
+	}
+	for _, c := range list {
+		tx.Add(c)
+		tx.Flush(c)
+		for _, r := range chains[c.Name] {
+			tx.Add(&knftables.Rule{Family: fam, Table: Table, Chain: c.Name, Rule: r.expr, Comment: knftables.PtrTo(r.comment)})
+		}
+	}
+}
