@@ -2,9 +2,12 @@ package cni
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
+	"time"
 
 	"sigs.k8s.io/knftables"
 
@@ -35,7 +38,39 @@ func (kernelHost) EnableForwarding(addrs []netip.Addr) error {
 	for _, c := range changes {
 		fmt.Fprintf(os.Stderr, "duet: sysctl %s\n", c)
 	}
+	if len(changes) > 0 {
+		logSysctlChanges(SysctlLogPath, changes)
+	}
 	return err
+}
+
+// SysctlLogPath is where the plugin records every host sysctl it changed,
+// one JSON object a line, for `duetctl node sysctls`.
+const SysctlLogPath = "/var/lib/duet/sysctl-changes.jsonl"
+
+// SysctlLogEntry is one line of SysctlLogPath.
+type SysctlLogEntry struct {
+	Time string `json:"time"`
+	Name string `json:"name"`
+	Old  string `json:"old"`
+	New  string `json:"new"`
+	By   string `json:"by"`
+}
+
+func logSysctlChanges(path string, changes []kernel.SysctlChange) {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return // the stderr line above is the record then
+	}
+	defer f.Close()
+	now := time.Now().UTC().Format(time.RFC3339)
+	for _, c := range changes {
+		line, _ := json.Marshal(SysctlLogEntry{Time: now, Name: c.Name, Old: c.Old, New: c.New, By: "duet CNI plugin"})
+		f.Write(append(line, '\n'))
+	}
 }
 
 type kernelPodNet struct{}

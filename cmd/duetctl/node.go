@@ -1,0 +1,130 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/duetnet/duet/internal/cni"
+)
+
+func nodeCmd() *cobra.Command {
+	cmd := &cobra.Command{Use: "node", Short: "Inspect this node"}
+	var asJSON bool
+	sys := &cobra.Command{
+		Use:   "sysctls",
+		Short: "Show the host sysctls duet relies on, what they should be, and what duet changed",
+		RunE:  func(*cobra.Command, []string) error { return showSysctls(asJSON) },
+	}
+	sys.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	cmd.AddCommand(sys)
+	return cmd
+}
+
+// sysctlRow is one sysctl with the value duet wants and why.
+type sysctlRow struct {
+	Name  string `json:"name"`
+	Value string `json:"value"`
+	Want  string `json:"want"`
+	Why   string `json:"why"`
+	OK    bool   `json:"ok"`
+}
+
+type sysctlReport struct {
+	Sysctls []sysctlRow          `json:"sysctls"`
+	Changes []cni.SysctlLogEntry `json:"changes"`
+}
+
+func readProc(name string) string {
+	b, err := os.ReadFile(filepath.Join("/proc/sys", strings.ReplaceAll(name, ".", "/")))
+	if err != nil {
+		return "?"
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func sysctlRows() []sysctlRow {
+	rows := []sysctlRow{
+		{Name: "net.ipv4.ip_forward", Want: "1", Why: "pods reach each other and the outside through the host"},
+		{Name: "net.ipv6.conf.all.forwarding", Want: "1", Why: "the same, for IPv6"},
+		{Name: "net.ipv4.conf.all.route_localnet", Want: "0", Why: "never set: it exposes 127.0.0.0/8 services to pods"},
+	}
+	ents, _ := os.ReadDir("/proc/sys/net/ipv6/conf")
+	var ifs []string
+	for _, e := range ents {
+		n := e.Name()
+		if n == "all" || n == "default" || n == "lo" || strings.HasPrefix(n, "dt") {
+			continue
+		}
+		ifs = append(ifs, n)
+	}
+	sort.Strings(ifs)
+	fwd := readProc("net.ipv6.conf.all.forwarding") == "1"
+	for _, n := range ifs {
+		name := "net.ipv6.conf." + n + ".accept_ra"
+		v := readProc(name)
+		row := sysctlRow{Name: name, Value: v, Want: "0 or 2", Why: "with forwarding on, 1 ignores router advertisements and the RA-learned default route expires"}
+		if !fwd {
+			row.Want, row.Why = "any", "forwarding is off, so 1 still accepts router advertisements"
+		}
+		rows = append(rows, row)
+	}
+	for i := range rows {
+		if rows[i].Value == "" {
+			rows[i].Value = readProc(rows[i].Name)
+		}
+		switch rows[i].Want {
+		case "any":
+			rows[i].OK = true
+		case "0 or 2":
+			rows[i].OK = rows[i].Value == "0" || rows[i].Value == "2"
+		default:
+			rows[i].OK = rows[i].Value == rows[i].Want
+		}
+	}
+	return rows
+}
+
+func showSysctls(asJSON bool) error {
+	r := sysctlReport{Sysctls: sysctlRows()}
+	if f, err := os.Open(cni.SysctlLogPath); err == nil {
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			var e cni.SysctlLogEntry
+			if json.Unmarshal(sc.Bytes(), &e) == nil {
+				r.Changes = append(r.Changes, e)
+			}
+		}
+		f.Close()
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(r)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "SYSCTL\tVALUE\tWANT\tOK\tWHY")
+	for _, row := range r.Sysctls {
+		mark := "ok"
+		if !row.OK {
+			mark = "FIX"
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", row.Name, row.Value, row.Want, mark, row.Why)
+	}
+	w.Flush()
+	fmt.Printf("\nChanges made by duet (%s):\n", cni.SysctlLogPath)
+	if len(r.Changes) == 0 {
+		fmt.Println("  none")
+	}
+	for _, c := range r.Changes {
+		fmt.Printf("  %s  %s: %s -> %s  (%s)\n", c.Time, c.Name, c.Old, c.New, c.By)
+	}
+	return nil
+}
