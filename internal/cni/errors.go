@@ -8,6 +8,7 @@ import (
 
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/podnet"
 	"github.com/duetnet/duet/internal/store"
 )
@@ -19,6 +20,8 @@ const (
 	// ErrInterfaceExists: CNI_IFNAME is already taken in the pod, or the
 	// host end's name is taken on the host.
 	ErrInterfaceExists uint = 101
+	// ErrNoFirewall: protections are on but nftables cannot be used.
+	ErrNoFirewall uint = 102
 )
 
 // cniError maps an error to a CNI error with the right code; msg says what
@@ -35,6 +38,8 @@ func cniError(msg string, err error) *types.Error {
 		return types.NewError(types.ErrInvalidNetworkConfig, "invalid network configuration: "+ce.Error(), "")
 	case errors.Is(err, store.ErrUnavailable):
 		return types.NewError(types.ErrTryAgainLater, msg+": "+err.Error(), "")
+	case errors.Is(err, kernel.ErrNoNFTables):
+		return types.NewError(ErrNoFirewall, msg+": "+err.Error(), "")
 	case errors.Is(err, ipam.ErrExhausted):
 		return types.NewError(ErrPoolExhausted, msg+": "+err.Error(), "")
 	case errors.As(err, &ns):
