@@ -1,6 +1,6 @@
 # duet: IPv6-first, dual-stack container networking.
 export PATH := /usr/local/go/bin:$(PATH)
-BINS := duet duet-ipam duetctl
+BINS := duet duet-ipam duetctl duetd
 GO ?= go
 
 .PHONY: build test test-unit test-privileged bench fuzz clean deps demo

@@ -12,8 +12,8 @@ import (
 )
 
 var (
-	nodeA = cluster.Node{Name: "a", Addrs: []netip.Addr{netip.MustParseAddr("fd00:ff::a"), netip.MustParseAddr("10.255.0.10")}}
-	nodeB = cluster.Node{Name: "b", Addrs: []netip.Addr{netip.MustParseAddr("fd00:ff::b"), netip.MustParseAddr("10.255.0.11")}}
+	nodeA  = cluster.Node{Name: "a", Addrs: []netip.Addr{netip.MustParseAddr("fd00:ff::a"), netip.MustParseAddr("10.255.0.10")}}
+	nodeB  = cluster.Node{Name: "b", Addrs: []netip.Addr{netip.MustParseAddr("fd00:ff::b"), netip.MustParseAddr("10.255.0.11")}}
 	v6only = cluster.Node{Name: "c", Addrs: []netip.Addr{netip.MustParseAddr("fd00:ff::c")}}
 )
 
@@ -102,5 +102,11 @@ func (f *fakeKernel) NodeRoutes() ([]kernel.NodeRoute, error) {
 	}
 	return out, nil
 }
-func (f *fakeKernel) ReplaceNodeRoute(r kernel.NodeRoute) error { f.routes[r.Dst.String()] = r; return nil }
-func (f *fakeKernel) DelNodeRoute(r kernel.NodeRoute) error     { delete(f.routes, r.Dst.String()); return nil }
+func (f *fakeKernel) ReplaceNodeRoute(r kernel.NodeRoute) error {
+	f.routes[r.Dst.String()] = r
+	return nil
+}
+func (f *fakeKernel) DelNodeRoute(r kernel.NodeRoute) error {
+	delete(f.routes, r.Dst.String())
+	return nil
+}

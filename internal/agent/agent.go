@@ -1,0 +1,162 @@
+// Package agent is duetd's control loop: register the node, read the
+// cluster's desired state from the store, and reconcile the kernel's node
+// routes to it, again and again. Stopping the agent leaves the dataplane as
+// it is, so pods keep their connectivity while duetd restarts; the next
+// start reconciles from the store without tearing anything down first.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/duetnet/duet/internal/cluster"
+	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/routing"
+	"github.com/duetnet/duet/internal/store"
+)
+
+// Config is what the agent is told at start.
+type Config struct {
+	Node     string
+	Addrs    []netip.Addr
+	Routing  string
+	Interval time.Duration
+	Instance string
+}
+
+// Status is the agent's view after its last sync, served to duetctl.
+type Status struct {
+	Node      cluster.Node      `json:"node"`
+	Nodes     []cluster.Node    `json:"nodes"`
+	Routes    []string          `json:"routes"`
+	Problems  []routing.Problem `json:"problems,omitempty"`
+	LastSync  time.Time         `json:"lastSync"`
+	LastError string            `json:"lastError,omitempty"`
+	Changed   int               `json:"changedLastSync"`
+}
+
+// Metrics is what the agent reports; the prometheus adapter in cmd/duetd
+// implements it, tests use a no-op.
+type Metrics interface {
+	Synced(d time.Duration, changed int, routes int, err error)
+}
+
+// Agent runs the loop. Construct it with New; Run starts it.
+type Agent struct {
+	cfg     Config
+	open    func() (store.Store, error)
+	kernel  func() (routing.Kernel, func(), error)
+	metrics Metrics
+	log     *slog.Logger
+
+	mu     sync.Mutex
+	status Status
+}
+
+// New takes the agent's dependencies and starts nothing. open returns the
+// store for one sync (bolt is opened and closed each time so the plugins
+// are never locked out for long); kernel returns the namespace to program.
+func New(cfg Config, open func() (store.Store, error), kernel func() (routing.Kernel, func(), error), m Metrics, log *slog.Logger) *Agent {
+	if cfg.Interval <= 0 {
+		cfg.Interval = time.Second
+	}
+	return &Agent{cfg: cfg, open: open, kernel: kernel, metrics: m, log: log}
+}
+
+// Status returns a copy of the last sync's status.
+func (a *Agent) Status() Status {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.status
+}
+
+// Run syncs until ctx is done. The first sync's registration error (for
+// example a duplicate node name) is returned at once.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.Sync(ctx); err != nil {
+		var dup *cluster.ErrDuplicateName
+		if errors.As(err, &dup) {
+			return err
+		}
+		a.log.Warn("sync failed", "err", err)
+	}
+	t := time.NewTicker(a.cfg.Interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+			if err := a.Sync(ctx); err != nil {
+				a.log.Warn("sync failed", "err", err)
+			}
+		}
+	}
+}
+
+// Sync runs one pass: register, read, plan, reconcile.
+func (a *Agent) Sync(ctx context.Context) (err error) {
+	start := time.Now()
+	self := cluster.Node{Name: a.cfg.Node, Addrs: a.cfg.Addrs, Routing: a.cfg.Routing, Instance: a.cfg.Instance}
+	var nodes []cluster.Node
+	var blocks []ipam.Block
+	changed, nroutes := 0, 0
+	defer func() {
+		if a.metrics != nil {
+			a.metrics.Synced(time.Since(start), changed, nroutes, err)
+		}
+		a.mu.Lock()
+		a.status.LastSync, a.status.Changed = time.Now(), changed
+		a.status.LastError = ""
+		if err != nil {
+			a.status.LastError = err.Error()
+		}
+		a.mu.Unlock()
+	}()
+	s, err := a.open()
+	if err != nil {
+		return err
+	}
+	err = s.Update(ctx, func(tx store.Tx) error {
+		if err := cluster.Register(tx, self, time.Now()); err != nil {
+			return err
+		}
+		var err error
+		if nodes, err = cluster.List(tx); err != nil {
+			return err
+		}
+		blocks, err = ipam.Blocks(tx)
+		return err
+	})
+	s.Close()
+	if err != nil {
+		return fmt.Errorf("reading the store: %w", err)
+	}
+	routes, problems := routing.Plan(self.Name, nodes, blocks, nil)
+	nroutes = len(routes)
+	k, done, err := a.kernel()
+	if err != nil {
+		return err
+	}
+	defer done()
+	changed, err = routing.Reconcile(k, routes)
+	if changed > 0 {
+		a.log.Info("routes reconciled", "changed", changed, "routes", len(routes))
+	}
+	for _, p := range problems {
+		a.log.Warn("cannot route", "node", p.Node, "problem", p.Msg)
+	}
+	a.mu.Lock()
+	a.status.Node, a.status.Nodes, a.status.Problems = self, nodes, problems
+	a.status.Routes = a.status.Routes[:0]
+	for _, r := range routes {
+		a.status.Routes = append(a.status.Routes, r.String())
+	}
+	a.mu.Unlock()
+	return err
+}
