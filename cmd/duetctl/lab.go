@@ -1,0 +1,174 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/duetnet/duet/internal/connectivity"
+	"github.com/duetnet/duet/internal/lab"
+)
+
+func labCmd() *cobra.Command {
+	var datadir string
+	cmd := &cobra.Command{Use: "lab", Short: "A whole duet cluster in network namespaces on this machine"}
+	cmd.PersistentFlags().StringVar(&datadir, "datadir", lab.DefaultDatadir, "where the lab keeps its state, datastore and logs")
+	o := lab.Options{}
+	up := &cobra.Command{
+		Use:   "up",
+		Short: "Build the lab: a switch, nodes running duetd, an outside namespace, and pods made by the duet plugin",
+		RunE: func(*cobra.Command, []string) error {
+			self, err := os.Executable()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			_, err = lab.Up(ctx, o, filepath.Dir(self), datadir, os.Stdout)
+			if err != nil {
+				return fmt.Errorf("%w\n(what was made is recorded; `duetctl lab down` removes it)", err)
+			}
+			return nil
+		},
+	}
+	up.Flags().IntVar(&o.Nodes, "nodes", 2, "number of nodes")
+	up.Flags().IntVar(&o.PodsPerNode, "pods-per-node", 2, "pods on each node")
+	up.Flags().StringVar(&o.Family, "family", "dual", "pod address families: dual, ipv6 or ipv4")
+	up.Flags().StringVar(&o.Routing, "routing", "direct", "how nodes reach each other's pods: direct")
+	var asJSON bool
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Show the lab's nodes, pods and outside",
+		RunE: func(*cobra.Command, []string) error {
+			s, ok, err := lab.Load(datadir)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("no lab is up: run `duetctl lab up`")
+			}
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(s)
+			}
+			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintf(w, "underlay\t%s\t%s\n", s.Underlay.Kind, s.Underlay.NetNS)
+			fmt.Fprintf(w, "outside\t%s\t%v\n", s.Outside.NetNS, s.Outside.Addrs)
+			for _, n := range s.Nodes {
+				fmt.Fprintf(w, "node %s\t%s\t%v\n", n.Name, n.NetNS, n.Addrs)
+			}
+			for _, p := range s.Pods {
+				fmt.Fprintf(w, "pod %s\t%s\t%v (on %s)\n", p.Name, p.NetNS, p.IPs, p.Node)
+			}
+			return w.Flush()
+		},
+	}
+	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	down := &cobra.Command{
+		Use:   "down",
+		Short: "Remove every namespace, process and file the lab made",
+		RunE:  func(*cobra.Command, []string) error { return lab.Down(datadir, os.Stdout) },
+	}
+	cmd.AddCommand(up, status, down)
+	return cmd
+}
+
+func connectivityCmd() *cobra.Command {
+	var datadir string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "connectivity",
+		Short: "Prove every path of the lab in both families: ICMP, TCP and UDP, and the NAT expectations",
+		RunE: func(*cobra.Command, []string) error {
+			s, ok, err := lab.Load(datadir)
+			if err != nil {
+				return err
+			}
+			if !ok || !s.Ready {
+				return fmt.Errorf("no lab is up: run `duetctl lab up`")
+			}
+			results := connectivity.Run(s)
+			failed := 0
+			for _, r := range results {
+				if !r.OK {
+					failed++
+				}
+			}
+			if asJSON {
+				enc := json.NewEncoder(os.Stdout)
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(results); err != nil {
+					return err
+				}
+			} else {
+				printTable(results)
+			}
+			if failed > 0 {
+				return fmt.Errorf("%d of %d checks failed", failed, len(results))
+			}
+			if !asJSON {
+				fmt.Printf("\nall %d checks passed\n", len(results))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&datadir, "datadir", lab.DefaultDatadir, "the lab's data directory")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+// printTable prints one row per path and family, one column per protocol.
+func printTable(results []connectivity.Result) {
+	type key struct{ path, fam, from, to string }
+	var order []key
+	cells := map[key]map[string]connectivity.Result{}
+	for _, r := range results {
+		k := key{r.Path, r.Family, r.From, r.To}
+		if cells[k] == nil {
+			cells[k] = map[string]connectivity.Result{}
+			order = append(order, k)
+		}
+		cells[k][r.Proto] = r
+	}
+	sort.SliceStable(order, func(i, j int) bool { return order[i].fam > order[j].fam }) // IPv6 first
+	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(w, "FAMILY\tPATH\tFROM -> TO\tICMP\tTCP\tUDP\tSOURCE SEEN")
+	var errs []string
+	for _, k := range order {
+		row := []string{k.fam, k.path, k.from + " -> " + k.to}
+		seen := ""
+		for _, p := range []string{"icmp", "tcp", "udp"} {
+			r, ok := cells[k][p]
+			switch {
+			case !ok:
+				row = append(row, "-")
+			case r.OK:
+				row = append(row, fmt.Sprintf("ok %.2fms", float64(r.Latency.Microseconds())/1000))
+			default:
+				row = append(row, "FAIL")
+				errs = append(errs, fmt.Sprintf("%s %s %s %s: %s", k.fam, k.path, k.from+" -> "+k.to, p, r.Error))
+			}
+			if r.SeenFrom != "" {
+				seen = r.SeenFrom
+				if r.SeenFrom != r.Expect {
+					seen += " (want " + r.Expect + ")"
+				}
+			}
+		}
+		fmt.Fprintln(w, strings.Join(append(row, seen), "\t"))
+	}
+	w.Flush()
+	for _, e := range errs {
+		fmt.Println("  " + e)
+	}
+}

@@ -1,0 +1,324 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/plugins/pkg/ns"
+)
+
+// DefaultDatadir holds the lab's state, datastore, sockets and logs.
+const DefaultDatadir = "/run/duet-lab"
+
+const stateFile = "state.json"
+
+// ErrAlreadyUp means a lab exists with other options.
+var ErrAlreadyUp = errors.New("a lab is already up")
+
+// Load reads the lab's state; ok is false when there is no lab.
+func Load(datadir string) (State, bool, error) {
+	raw, err := os.ReadFile(filepath.Join(datadir, stateFile))
+	if os.IsNotExist(err) {
+		return State{}, false, nil
+	}
+	if err != nil {
+		return State{}, false, err
+	}
+	var s State
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return State{}, false, fmt.Errorf("%s is corrupt (%v): run duetctl lab down", filepath.Join(datadir, stateFile), err)
+	}
+	return s, true, nil
+}
+
+func (s State) save() error {
+	raw, err := json.MarshalIndent(s, "", "  ")
+	if err != nil {
+		return err
+	}
+	tmp := filepath.Join(s.Datadir, stateFile+".tmp")
+	if err := os.WriteFile(tmp, raw, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, filepath.Join(s.Datadir, stateFile))
+}
+
+// Up builds the lab. binDir holds duet and duetd. Running it again with
+// the same options on a ready lab changes nothing.
+func Up(ctx context.Context, o Options, binDir, datadir string, out io.Writer) (State, error) {
+	if err := o.Validate(); err != nil {
+		return State{}, err
+	}
+	if old, ok, err := Load(datadir); err != nil {
+		return State{}, err
+	} else if ok {
+		if old.Ready && old.Options == o {
+			fmt.Fprintln(out, "lab already up with these options; nothing to do")
+			return old, nil
+		}
+		if !old.Ready {
+			return State{}, fmt.Errorf("%w but did not finish (interrupted or failed): run `duetctl lab down`, then `lab up` again", ErrAlreadyUp)
+		}
+		return State{}, fmt.Errorf("%w with %d nodes, %d pods per node, family %s: run `duetctl lab down` first to change it", ErrAlreadyUp, old.Options.Nodes, old.Options.PodsPerNode, old.Options.Family)
+	}
+	for _, b := range []string{"duet", "duetd"} {
+		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
+			return State{}, fmt.Errorf("%s is missing from %s: run make build", b, binDir)
+		}
+	}
+	if err := os.MkdirAll(datadir, 0o700); err != nil {
+		return State{}, err
+	}
+	s := Plan(o, datadir)
+	if err := s.save(); err != nil { // first, so down can clean an interrupted up
+		return s, err
+	}
+	start := time.Now()
+	step := func(format string, a ...any) {
+		fmt.Fprintf(out, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
+	}
+	step("switch %s", s.Underlay.NetNS)
+	if err := buildUnderlay(s); err != nil {
+		return s, err
+	}
+	for _, n := range s.Nodes {
+		pid, err := startDuetd(binDir, s, n)
+		if err != nil {
+			return s, err
+		}
+		s.PIDs = append(s.PIDs, pid)
+		if err := s.save(); err != nil {
+			return s, err
+		}
+		step("node %s %v, duetd pid %d", n.Name, n.Addrs, pid)
+	}
+	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(datadir, "cni-cache"), nil)
+	for i := range s.Pods {
+		if err := ctx.Err(); err != nil {
+			return s, err
+		}
+		p := &s.Pods[i]
+		ips, err := addPod(ctx, cni, s, *p)
+		if err != nil {
+			return s, err
+		}
+		p.IPs = ips
+		if err := s.save(); err != nil {
+			return s, err
+		}
+		step("pod %s on %s %v", p.Name, p.Node, ips)
+	}
+	if err := waitConverged(ctx, s, 20*time.Second); err != nil {
+		return s, err
+	}
+	step("routes converged on every node")
+	s.Ready = true
+	return s, s.save()
+}
+
+func ip(args ...string) error {
+	out, err := exec.Command("ip", args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// buildUnderlay makes the switch, and plugs each node and the outside
+// into it; the nodes' default routes lead to the outside.
+func buildUnderlay(s State) error {
+	sw := s.Underlay.NetNS
+	if err := ip("netns", "add", sw); err != nil {
+		return err
+	}
+	if err := ip("-n", sw, "link", "add", "br0", "type", "bridge"); err != nil {
+		return err
+	}
+	if err := ip("-n", sw, "link", "set", "br0", "up"); err != nil {
+		return err
+	}
+	type member struct {
+		name, netns string
+		addrs       []netip.Addr
+	}
+	ms := []member{{"outside", s.Outside.NetNS, s.Outside.Addrs}}
+	for _, n := range s.Nodes {
+		ms = append(ms, member{n.Name, n.NetNS, n.Addrs})
+	}
+	for _, m := range ms {
+		cmds := [][]string{
+			{"netns", "add", m.netns},
+			{"-n", m.netns, "link", "set", "lo", "up"},
+			{"link", "add", "p-" + m.name, "netns", sw, "type", "veth", "peer", "name", "uplink", "netns", m.netns},
+			{"-n", sw, "link", "set", "p-" + m.name, "master", "br0", "up"},
+			{"-n", m.netns, "link", "set", "uplink", "up"},
+		}
+		for _, a := range m.addrs {
+			plen := Underlay4.Bits()
+			extra := []string{}
+			if a.Is6() {
+				plen, extra = Underlay6.Bits(), []string{"nodad"}
+			}
+			cmds = append(cmds, append([]string{"-n", m.netns, "addr", "add", fmt.Sprintf("%s/%d", a, plen), "dev", "uplink"}, extra...))
+		}
+		if m.name != "outside" {
+			for _, gw := range s.Outside.Addrs {
+				fam := "-4"
+				if gw.Is6() {
+					fam = "-6"
+				}
+				cmds = append(cmds, []string{"-n", m.netns, fam, "route", "add", "default", "via", gw.String(), "dev", "uplink"})
+			}
+		}
+		for _, c := range cmds {
+			if err := ip(c...); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func startDuetd(binDir string, s State, n Node) (int, error) {
+	var addrs []string
+	for _, a := range n.Addrs {
+		addrs = append(addrs, a.String())
+	}
+	logf, err := os.Create(filepath.Join(s.Datadir, n.Name+".log"))
+	if err != nil {
+		return 0, err
+	}
+	defer logf.Close()
+	cmd := exec.Command("ip", "netns", "exec", n.NetNS, filepath.Join(binDir, "duetd"),
+		"--node-name", n.Name, "--address", strings.Join(addrs, ","), "--routing", s.Options.Routing,
+		"--datastore-path", filepath.Join(s.Datadir, "duet.db"), "--socket", sockPath(s, n), "--http", "", "--interval", "200ms")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives duetctl
+	if err := cmd.Start(); err != nil {
+		return 0, fmt.Errorf("starting duetd for %s: %w", n.Name, err)
+	}
+	go func() { _ = cmd.Wait() }()
+	return cmd.Process.Pid, nil
+}
+
+func sockPath(s State, n Node) string { return filepath.Join(s.Datadir, n.Name+".sock") }
+
+// ConfList is the lab's network: the real duet plugin, on the lab's
+// shared datastore, with this node's name.
+func ConfList(s State, node string) ([]byte, error) {
+	var pools []map[string]string
+	for _, p := range s.Pools {
+		pools = append(pools, map[string]string{"cidr": p})
+	}
+	conf := map[string]any{
+		"cniVersion": "1.1.0", "name": "duet-lab",
+		"plugins": []any{map[string]any{
+			"type": "duet", "families": s.Options.Family, "pools": pools, "nodeName": node,
+			"datastore": map[string]string{"type": "bolt", "path": filepath.Join(s.Datadir, "duet.db")},
+		}},
+	}
+	return json.Marshal(conf)
+}
+
+// addPod creates the pod's namespace and runs CNI ADD inside its node's
+// namespace, so the plugin's host is the node.
+func addPod(ctx context.Context, cni *libcni.CNIConfig, s State, p Pod) ([]netip.Addr, error) {
+	if err := ip("netns", "add", p.NetNS); err != nil {
+		return nil, err
+	}
+	raw, err := ConfList(s, p.Node)
+	if err != nil {
+		return nil, err
+	}
+	list, err := libcni.ConfListFromBytes(raw)
+	if err != nil {
+		return nil, err
+	}
+	nodeNS, err := ns.GetNS("/var/run/netns/" + Prefix + p.Node)
+	if err != nil {
+		return nil, err
+	}
+	defer nodeNS.Close()
+	var res *current.Result
+	err = nodeNS.Do(func(ns.NetNS) error {
+		r, err := cni.AddNetworkList(ctx, list, &libcni.RuntimeConf{ContainerID: p.Name, NetNS: "/var/run/netns/" + p.NetNS, IfName: "eth0"})
+		if err != nil {
+			return err
+		}
+		res, err = current.NewResultFromResult(r)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("CNI ADD of %s on %s: %w", p.Name, p.Node, err)
+	}
+	var ips []netip.Addr
+	for _, c := range res.IPs {
+		if a, ok := netip.AddrFromSlice(c.Address.IP); ok {
+			ips = append(ips, a.Unmap())
+		}
+	}
+	return ips, nil
+}
+
+// NodeStatus asks a node's duetd for its status.
+func NodeStatus(s State, n Node) (map[string]any, error) {
+	c := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sockPath(s, n))
+		}}}
+	resp, err := c.Get("http://duetd/status")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var st map[string]any
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// waitConverged waits until every duetd sees every node and has no
+// problems, and has synced since the last pod was added.
+func waitConverged(ctx context.Context, s State, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	since := time.Now()
+	for {
+		ok, why := true, ""
+		for _, n := range s.Nodes {
+			st, err := NodeStatus(s, n)
+			if err != nil {
+				ok, why = false, fmt.Sprintf("%s: duetd not answering: %v (see %s)", n.Name, err, filepath.Join(s.Datadir, n.Name+".log"))
+				break
+			}
+			nodes, _ := st["nodes"].([]any)
+			last, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(st["lastSync"]))
+			if len(nodes) != len(s.Nodes) || st["problems"] != nil || st["lastError"] != nil || last.Before(since) {
+				ok, why = false, fmt.Sprintf("%s: sees %d of %d nodes, problems %v, error %v", n.Name, len(nodes), len(s.Nodes), st["problems"], st["lastError"])
+				break
+			}
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("routes did not converge within %s: %s", limit, why)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
