@@ -162,6 +162,12 @@ func buildUnderlay(s State) error {
 	for _, m := range ms {
 		cmds := [][]string{
 			{"netns", "add", m.netns},
+			// A real host's uplink link-local finished DAD long ago; a
+			// fresh one is tentative for 1-2 s, and until then the node
+			// can only send neighbour solicitations from "::", which
+			// nobody answers. So the lab's underlay skips DAD, as duet's
+			// pod interfaces do.
+			{"netns", "exec", m.netns, "sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0", "net.ipv6.conf.all.accept_dad=0"},
 			{"-n", m.netns, "link", "set", "lo", "up"},
 			{"link", "add", "p-" + m.name, "netns", sw, "type", "veth", "peer", "name", "uplink", "netns", m.netns},
 			{"-n", sw, "link", "set", "p-" + m.name, "master", "br0", "up"},
