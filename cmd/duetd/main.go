@@ -54,7 +54,7 @@ func main() {
 	var (
 		node     = flag.String("node-name", host, "this node's name (unique in the cluster)")
 		dbPath   = flag.String("datastore-path", config.DefaultBoltPath, "bolt datastore file (one host)")
-		routingM = flag.String("routing", routing.Direct, "how to reach other nodes: direct")
+		routingM = flag.String("routing", routing.Direct, "how to reach other nodes: direct (on-link peers) or vxlan (both families over one tunnel)")
 		interval = flag.Duration("interval", time.Second, "how often to reconcile")
 		sock     = flag.String("socket", "/run/duet/duetd.sock", "unix socket for duetctl")
 		httpAddr = flag.String("http", "127.0.0.1:9641", "address for /healthz and /metrics (empty: off)")
@@ -70,8 +70,12 @@ func main() {
 }
 
 func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Duration, sock, httpAddr string, addrs []netip.Addr) error {
-	if routingMode != routing.Direct {
-		return fmt.Errorf("--routing %q is not available yet: use %q", routingMode, routing.Direct)
+	if routingMode != routing.Direct && routingMode != routing.VXLAN {
+		return fmt.Errorf("--routing %q: use %q or %q", routingMode, routing.Direct, routing.VXLAN)
+	}
+	mtu, err := kernel.DefaultRouteMTU()
+	if err != nil {
+		mtu = 1500
 	}
 	if len(addrs) == 0 {
 		var err error
@@ -82,11 +86,11 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
 	m := newMetrics()
-	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: hex.EncodeToString(id)},
+	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: hex.EncodeToString(id), UplinkMTU: mtu},
 		func() (store.Store, error) {
 			return open.Store(config.Datastore{Type: config.DatastoreBolt, Path: dbPath})
 		},
-		func() (routing.Kernel, func(), error) {
+		func() (routing.TunnelKernel, func(), error) {
 			ns, err := kernel.HostNS()
 			if err != nil {
 				return nil, nil, err

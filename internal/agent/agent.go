@@ -27,6 +27,8 @@ type Config struct {
 	Routing  string
 	Interval time.Duration
 	Instance string
+	// UplinkMTU sizes the VXLAN device (vxlan routing only).
+	UplinkMTU int
 }
 
 // Status is the agent's view after its last sync, served to duetctl.
@@ -50,7 +52,7 @@ type Metrics interface {
 type Agent struct {
 	cfg     Config
 	open    func() (store.Store, error)
-	kernel  func() (routing.Kernel, func(), error)
+	kernel  func() (routing.TunnelKernel, func(), error)
 	metrics Metrics
 	log     *slog.Logger
 
@@ -61,7 +63,7 @@ type Agent struct {
 // New takes the agent's dependencies and starts nothing. open returns the
 // store for one sync (bolt is opened and closed each time so the plugins
 // are never locked out for long); kernel returns the namespace to program.
-func New(cfg Config, open func() (store.Store, error), kernel func() (routing.Kernel, func(), error), m Metrics, log *slog.Logger) *Agent {
+func New(cfg Config, open func() (store.Store, error), kernel func() (routing.TunnelKernel, func(), error), m Metrics, log *slog.Logger) *Agent {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
@@ -137,13 +139,22 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 	if err != nil {
 		return fmt.Errorf("reading the store: %w", err)
 	}
-	routes, problems := routing.Plan(self.Name, nodes, blocks, nil)
-	nroutes = len(routes)
 	k, done, err := a.kernel()
 	if err != nil {
 		return err
 	}
 	defer done()
+	var routes []routing.Route
+	var problems []routing.Problem
+	if a.cfg.Routing == routing.VXLAN {
+		if err := routing.ReconcileTunnel(k, self, nodes, a.cfg.UplinkMTU); err != nil {
+			return fmt.Errorf("vxlan: %w", err)
+		}
+		routes, problems = routing.PlanVXLAN(self, nodes, blocks)
+	} else {
+		routes, problems = routing.Plan(self.Name, nodes, blocks, nil)
+	}
+	nroutes = len(routes)
 	changed, err = routing.Reconcile(k, routes)
 	if changed > 0 {
 		a.log.Info("routes reconciled", "changed", changed, "routes", len(routes))

@@ -39,14 +39,18 @@ func leftovers(t *testing.T) []string {
 	return left
 }
 
-func TestLabFamilies(t *testing.T) {
+func TestLabFamiliesAndRouting(t *testing.T) {
 	kerneltest.RequireRoot(t)
 	if l := leftovers(t); len(l) > 0 {
 		t.Fatalf("a lab is already up on this machine (%v): run duetctl lab down", l)
 	}
 	bins := buildBins(t)
-	for _, fam := range []string{"ipv6", "dual", "ipv4"} {
-		t.Run(fam, func(t *testing.T) {
+	for _, tc := range []struct{ fam, routing string }{
+		{"ipv6", "direct"}, {"dual", "direct"}, {"ipv4", "direct"},
+		{"ipv6", "vxlan"}, {"dual", "vxlan"}, {"ipv4", "vxlan"},
+	} {
+		fam := tc.fam
+		t.Run(tc.fam+"/"+tc.routing, func(t *testing.T) {
 			datadir := filepath.Join(t.TempDir(), "lab")
 			t.Cleanup(func() {
 				var out bytes.Buffer
@@ -58,7 +62,7 @@ func TestLabFamilies(t *testing.T) {
 				}
 			})
 			var out bytes.Buffer
-			o := lab.Options{Nodes: 2, PodsPerNode: 2, Family: fam, Routing: "direct"}
+			o := lab.Options{Nodes: 2, PodsPerNode: 2, Family: fam, Routing: tc.routing}
 			s, err := lab.Up(context.Background(), o, bins, datadir, &out)
 			if err != nil {
 				t.Fatalf("lab up: %v\n%s", err, out.String())

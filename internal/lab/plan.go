@@ -92,8 +92,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--pods-per-node %d: use 0 to 200", o.PodsPerNode)
 	case o.Family != "dual" && o.Family != "ipv6" && o.Family != "ipv4":
 		return fmt.Errorf("--family %q: use dual, ipv6 or ipv4", o.Family)
-	case o.Routing != "direct":
-		return fmt.Errorf("--routing %q is not available yet: use direct", o.Routing)
+	case o.Routing != "direct" && o.Routing != "vxlan":
+		return fmt.Errorf("--routing %q: use direct or vxlan", o.Routing)
 	}
 	return nil
 }

@@ -230,13 +230,14 @@ func ConfList(s State, node string) ([]byte, error) {
 	for _, p := range s.Pools {
 		pools = append(pools, map[string]string{"cidr": p})
 	}
-	conf := map[string]any{
-		"cniVersion": "1.1.0", "name": "duet-lab",
-		"plugins": []any{map[string]any{
-			"type": "duet", "families": s.Options.Family, "pools": pools, "nodeName": node,
-			"datastore": map[string]string{"type": "bolt", "path": filepath.Join(s.Datadir, "duet.db")},
-		}},
+	plugin := map[string]any{
+		"type": "duet", "families": s.Options.Family, "pools": pools, "nodeName": node,
+		"datastore": map[string]string{"type": "bolt", "path": filepath.Join(s.Datadir, "duet.db")},
 	}
+	if s.Options.Routing == "vxlan" {
+		plugin["mtu"] = 1500 - 70 // the lab's underlay MTU, less IPv6 VXLAN overhead
+	}
+	conf := map[string]any{"cniVersion": "1.1.0", "name": "duet-lab", "plugins": []any{plugin}}
 	return json.Marshal(conf)
 }
 

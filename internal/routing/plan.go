@@ -30,11 +30,16 @@ type Route struct {
 	Blackhole bool
 	// Node is the peer the route leads to, for status and logs.
 	Node string
+	// Dev is duet's VXLAN device for vxlan routes, else empty.
+	Dev string
 }
 
 func (r Route) String() string {
 	if r.Blackhole {
 		return "blackhole " + r.Dst.String()
+	}
+	if r.Dev != "" {
+		return fmt.Sprintf("%s via %s dev %s (%s)", r.Dst, r.Via, r.Dev, r.Node)
 	}
 	return fmt.Sprintf("%s via %s (%s)", r.Dst, r.Via, r.Node)
 }

@@ -22,7 +22,7 @@ var _ Kernel = (*kernel.NS)(nil)
 func Diff(have []kernel.NodeRoute, want []Route) (replace, del []kernel.NodeRoute) {
 	wantBy := map[string]kernel.NodeRoute{}
 	for _, r := range want {
-		k := kernel.NodeRoute{Dst: r.Dst.Masked(), Via: r.Via, Blackhole: r.Blackhole}
+		k := kernel.NodeRoute{Dst: r.Dst.Masked(), Via: r.Via, Blackhole: r.Blackhole, Dev: r.Dev}
 		wantBy[k.Dst.String()] = k
 	}
 	haveBy := map[string]kernel.NodeRoute{}
