@@ -241,6 +241,13 @@ func ConfList(s State, node string) ([]byte, error) {
 	return json.Marshal(conf)
 }
 
+// AddPod adds one more pod to a lab that is up, as up does, and returns
+// its addresses; benchmarks use it to time a pod's arrival.
+func AddPod(ctx context.Context, s State, binDir string, p Pod) ([]netip.Addr, error) {
+	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(s.Datadir, "cni-cache"), nil)
+	return addPod(ctx, cni, s, p)
+}
+
 // addPod creates the pod's namespace and runs CNI ADD inside its node's
 // namespace, so the plugin's host is the node.
 func addPod(ctx context.Context, cni *libcni.CNIConfig, s State, p Pod) ([]netip.Addr, error) {

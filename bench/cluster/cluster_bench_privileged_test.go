@@ -1,0 +1,235 @@
+// Package cluster benchmarks duet's multi-node figures on the lab (root
+// only): how fast a new pod is reachable from another node, pod-to-pod
+// throughput across nodes against node-to-node over the same underlay, and
+// how long lab up takes. Run with `make bench`; figures are printed beside
+// their reference, never asserted.
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"golang.org/x/net/icmp"
+	"golang.org/x/net/ipv4"
+	"golang.org/x/net/ipv6"
+
+	"github.com/duetnet/duet/internal/kernel/kerneltest"
+	"github.com/duetnet/duet/internal/lab"
+)
+
+func buildBins(b *testing.B) string {
+	b.Helper()
+	dir := b.TempDir()
+	out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/duetnet/duet/cmd/duet", "github.com/duetnet/duet/cmd/duetd").CombinedOutput()
+	if err != nil {
+		b.Fatalf("go build: %v\n%s", err, out)
+	}
+	return dir
+}
+
+// labUp brings a lab up; the returned func (also run at cleanup) takes
+// it down, so a benchmark can measure one lab after another.
+func labUp(b *testing.B, bins string, o lab.Options) (lab.State, time.Duration, func()) {
+	b.Helper()
+	datadir := filepath.Join(b.TempDir(), "lab")
+	down := func() { _ = lab.Down(datadir, &bytes.Buffer{}) }
+	b.Cleanup(down)
+	start := time.Now()
+	s, err := lab.Up(context.Background(), o, bins, datadir, &bytes.Buffer{})
+	if err != nil {
+		b.Fatalf("lab up: %v", err)
+	}
+	return s, time.Since(start), down
+}
+
+func pct(ds []time.Duration, p float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := append([]time.Duration{}, ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, int(float64(len(s))*p))]
+}
+
+// BenchmarkConvergence: from ADD returning on node1 until the pod answers
+// an echo from node2, over 100 pods, per family.
+func BenchmarkConvergence(b *testing.B) {
+	kerneltest.RequireRoot(b)
+	bins := buildBins(b)
+	for _, routing := range []string{"direct", "vxlan"} {
+		s, _, down := labUp(b, bins, lab.Options{Nodes: 2, PodsPerNode: 0, Family: "dual", Routing: routing})
+		lat := map[bool][]time.Duration{}
+		for i := 0; i < 100; i++ {
+			p := lab.Pod{Name: fmt.Sprintf("node1-c%d", i), NetNS: fmt.Sprintf("%snode1-c%d", lab.Prefix, i), Node: "node1"}
+			ips, err := lab.AddPod(context.Background(), s, bins, p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			added := time.Now()
+			// Both families at once, each timed from ADD's return.
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			errs := make(chan error, len(ips))
+			for _, ip := range ips {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					if err := echoUntil(s.Nodes[1].NetNS, ip, 5*time.Second); err != nil {
+						errs <- fmt.Errorf("pod %s %s never answered node2: %v", p.Name, ip, err)
+						return
+					}
+					mu.Lock()
+					lat[ip.Is6()] = append(lat[ip.Is6()], time.Since(added))
+					mu.Unlock()
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				b.Fatal(err)
+			}
+		}
+		for _, v6 := range []bool{true, false} {
+			fam := map[bool]string{true: "IPv6", false: "IPv4"}[v6]
+			b.Logf("convergence %-6s %s over %d pods: p50 %v  p99 %v  (target p99 <= 200ms)", routing, fam, len(lat[v6]), pct(lat[v6], 0.5), pct(lat[v6], 0.99))
+			b.ReportMetric(float64(pct(lat[v6], 0.99).Microseconds())/1000, routing+"-"+fam+"-p99-ms")
+		}
+		down()
+	}
+}
+
+// echoUntil sends ICMP echoes to dst from a socket in the namespace, one
+// every 5 ms, until one is answered.
+func echoUntil(netns string, dst netip.Addr, limit time.Duration) error {
+	network, proto, typ := "ip4:icmp", 1, icmp.Type(ipv4.ICMPTypeEcho)
+	if dst.Is6() {
+		network, proto, typ = "ip6:ipv6-icmp", 58, ipv6.ICMPTypeEchoRequest
+	}
+	h, err := ns.GetNS("/var/run/netns/" + netns)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	var c *icmp.PacketConn
+	if err := h.Do(func(ns.NetNS) (err error) { c, err = icmp.ListenPacket(network, ""); return err }); err != nil {
+		return err
+	}
+	defer c.Close()
+	id := int(time.Now().UnixNano() & 0xffff)
+	deadline := time.Now().Add(limit)
+	buf := make([]byte, 1500)
+	for seq := 1; time.Now().Before(deadline); seq++ {
+		msg, _ := (&icmp.Message{Type: typ, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("duet")}}).Marshal(nil)
+		if _, err := c.WriteTo(msg, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		_ = c.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
+		for {
+			n, from, err := c.ReadFrom(buf)
+			if err != nil {
+				break
+			}
+			m, err := icmp.ParseMessage(proto, buf[:n])
+			if err != nil || from.String() != dst.String() {
+				continue
+			}
+			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id && (m.Type == ipv4.ICMPTypeEchoReply || m.Type == ipv6.ICMPTypeEchoReply) {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("no answer within %s", limit)
+}
+
+type iperfOut struct {
+	Error string `json:"error"`
+	End   struct {
+		SumReceived struct {
+			BitsPerSecond float64 `json:"bits_per_second"`
+		} `json:"sum_received"`
+	} `json:"end"`
+}
+
+// iperf runs one TCP stream from srcNS to dst (a server in dstNS) for 3 s.
+func iperf(b *testing.B, srcNS, dstNS string, dst netip.Addr) float64 {
+	b.Helper()
+	srv := exec.Command("ip", "netns", "exec", dstNS, "iperf3", "-s", "-1", "-B", dst.String())
+	if err := srv.Start(); err != nil {
+		b.Fatalf("iperf3 server: %v", err)
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	var out []byte
+	var err error
+	for try := 0; try < 50; try++ { // until the server listens
+		time.Sleep(100 * time.Millisecond)
+		out, err = exec.Command("ip", "netns", "exec", srcNS, "iperf3", "-J", "-t", "3", "-c", dst.String()).Output()
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		b.Fatalf("iperf3 client %s -> %s: %v\n%s", srcNS, dst, err, out)
+	}
+	var r iperfOut
+	if err := json.Unmarshal(out, &r); err != nil {
+		b.Fatal(err)
+	}
+	if r.Error != "" || r.End.SumReceived.BitsPerSecond == 0 {
+		b.Fatalf("iperf3 %s -> %s: %q\n%s", srcNS, dst, r.Error, out)
+	}
+	return r.End.SumReceived.BitsPerSecond / 1e9
+}
+
+// BenchmarkThroughput: one TCP stream pod to pod across nodes, against
+// node to node over the same underlay, in the same run; per routing mode
+// and family.
+func BenchmarkThroughput(b *testing.B) {
+	kerneltest.RequireRoot(b)
+	if _, err := exec.LookPath("iperf3"); err != nil {
+		b.Fatal("iperf3 is missing: apt-get install iperf3 (hack/deps.sh does)")
+	}
+	bins := buildBins(b)
+	for _, routing := range []string{"direct", "vxlan"} {
+		s, _, down := labUp(b, bins, lab.Options{Nodes: 2, PodsPerNode: 1, Family: "dual", Routing: routing})
+		n1, n2 := s.Nodes[0], s.Nodes[1]
+		p1, p2 := s.Pods[0], s.Pods[1]
+		for i := range p1.IPs {
+			fam := map[bool]string{true: "IPv6", false: "IPv4"}[p1.IPs[i].Is6()]
+			nodeAddr := n2.Addrs[0]
+			if !p1.IPs[i].Is6() {
+				nodeAddr = n2.Addrs[1]
+			}
+			// Alternate, best of two each: single-flow figures on a small
+			// VM swing with whatever else runs.
+			var ref, pod float64
+			for r := 0; r < 2; r++ {
+				ref = max(ref, iperf(b, n1.NetNS, n2.NetNS, nodeAddr))
+				pod = max(pod, iperf(b, p1.NetNS, p2.NetNS, p2.IPs[i]))
+			}
+			b.Logf("throughput %-6s %s: pod-to-pod %.2f Gbit/s, node-to-node %.2f Gbit/s, ratio %.1f%% (target direct >= 95%%)", routing, fam, pod, ref, 100*pod/ref)
+			b.ReportMetric(100*pod/ref, routing+"-"+fam+"-pct-of-node")
+		}
+		down()
+	}
+}
+
+// BenchmarkLabUp: the time for lab up with 3 nodes x 10 pods.
+func BenchmarkLabUp(b *testing.B) {
+	kerneltest.RequireRoot(b)
+	bins := buildBins(b)
+	_, d, _ := labUp(b, bins, lab.Options{Nodes: 3, PodsPerNode: 10, Family: "dual", Routing: "direct"})
+	b.Logf("lab up, 3 nodes x 10 pods, dual-stack, direct: %v", d.Round(time.Millisecond))
+	b.ReportMetric(d.Seconds(), "lab-up-s")
+}
