@@ -118,3 +118,38 @@ func TestLabDownAfterInterruptedUp(t *testing.T) {
 		t.Fatalf("datadir left: %v", err)
 	}
 }
+
+// TestDuetdRestartKeepsFlows: an established TCP flow across nodes keeps
+// working while both nodes' duetd are stopped and restarted, and the
+// routes stay in place throughout.
+func TestDuetdRestartKeepsFlows(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	bins := buildBins(t)
+	datadir := filepath.Join(t.TempDir(), "lab")
+	t.Cleanup(func() { _ = lab.Down(datadir, &bytes.Buffer{}) })
+	var out bytes.Buffer
+	s, err := lab.Up(context.Background(), lab.Options{Nodes: 2, PodsPerNode: 1, Family: "dual", Routing: "direct"}, bins, datadir, &out)
+	if err != nil {
+		t.Fatalf("lab up: %v\n%s", err, out.String())
+	}
+	for _, dst := range s.Pods[1].IPs {
+		flow, err := connectivity.OpenFlow("/var/run/netns/"+s.Pods[0].NetNS, "/var/run/netns/"+s.Pods[1].NetNS, dst)
+		if err != nil {
+			t.Fatalf("open flow to %s: %v", dst, err)
+		}
+		routesBefore := kerneltest.Run(t, "ip", "-n", s.Nodes[0].NetNS, "-6", "route", "show", "proto", "201")
+		for _, n := range s.Nodes {
+			// Stop: routes must stay while no duetd runs.
+			if s, err = lab.RestartDuetd(s, bins, n.Name); err != nil {
+				t.Fatal(err)
+			}
+			if err := flow.Exchange(); err != nil {
+				t.Fatalf("flow to %s broke while %s's duetd restarted: %v", dst, n.Name, err)
+			}
+		}
+		if after := kerneltest.Run(t, "ip", "-n", s.Nodes[0].NetNS, "-6", "route", "show", "proto", "201"); after != routesBefore {
+			t.Errorf("routes changed across restarts:\n%s\n---\n%s", routesBefore, after)
+		}
+		flow.Close()
+	}
+}

@@ -221,6 +221,30 @@ func startDuetd(binDir string, s State, n Node) (int, error) {
 	return cmd.Process.Pid, nil
 }
 
+// RestartDuetd stops a node's duetd and starts a new one, as an operator
+// upgrading it would; the dataplane must not notice. It returns the new
+// state (with the new pid), already saved.
+func RestartDuetd(s State, binDir, node string) (State, error) {
+	for i, n := range s.Nodes {
+		if n.Name != node {
+			continue
+		}
+		if p, err := os.FindProcess(s.PIDs[i]); err == nil {
+			_ = p.Signal(syscall.SIGTERM)
+			for j := 0; j < 50 && p.Signal(syscall.Signal(0)) == nil; j++ {
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+		pid, err := startDuetd(binDir, s, n)
+		if err != nil {
+			return s, err
+		}
+		s.PIDs[i] = pid
+		return s, s.save()
+	}
+	return s, fmt.Errorf("no node %q in the lab", node)
+}
+
 func sockPath(s State, n Node) string { return filepath.Join(s.Datadir, n.Name+".sock") }
 
 // ConfList is the lab's network: the real duet plugin, on the lab's
