@@ -43,7 +43,8 @@ func labCmd() *cobra.Command {
 	up.Flags().IntVar(&o.Nodes, "nodes", 2, "number of nodes")
 	up.Flags().IntVar(&o.PodsPerNode, "pods-per-node", 2, "pods on each node")
 	up.Flags().StringVar(&o.Family, "family", "dual", "pod address families: dual, ipv6 or ipv4")
-	up.Flags().StringVar(&o.Routing, "routing", "direct", "how nodes reach each other's pods: direct")
+	up.Flags().StringVar(&o.Routing, "routing", "direct", "how nodes reach each other's pods: direct or vxlan")
+	up.Flags().StringVar(&o.Topology, "topology", "switched", "switched, or ndp-proxy (pods in the nodes' uplink prefix, answered by NDP proxy)")
 	var asJSON bool
 	status := &cobra.Command{
 		Use:   "status",
@@ -64,6 +65,9 @@ func labCmd() *cobra.Command {
 			w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintf(w, "underlay\t%s\t%s\n", s.Underlay.Kind, s.Underlay.NetNS)
 			fmt.Fprintf(w, "outside\t%s\t%v\n", s.Outside.NetNS, s.Outside.Addrs)
+			if s.Neighbour != nil {
+				fmt.Fprintf(w, "neighbour\t%s\t%v\n", s.Neighbour.NetNS, s.Neighbour.Addrs)
+			}
 			for _, n := range s.Nodes {
 				fmt.Fprintf(w, "node %s\t%s\t%v\n", n.Name, n.NetNS, n.Addrs)
 			}

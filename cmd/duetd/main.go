@@ -90,7 +90,7 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 		func() (store.Store, error) {
 			return open.Store(config.Datastore{Type: config.DatastoreBolt, Path: dbPath})
 		},
-		func() (routing.TunnelKernel, func(), error) {
+		func() (agent.Kernel, func(), error) {
 			ns, err := kernel.HostNS()
 			if err != nil {
 				return nil, nil, err

@@ -48,11 +48,18 @@ type Metrics interface {
 	Synced(d time.Duration, changed int, routes int, err error)
 }
 
+// Kernel is what the agent programs: node routes, the VXLAN tunnel, and
+// proxy entries; *kernel.NS implements it.
+type Kernel interface {
+	routing.TunnelKernel
+	routing.ProxyKernel
+}
+
 // Agent runs the loop. Construct it with New; Run starts it.
 type Agent struct {
 	cfg     Config
 	open    func() (store.Store, error)
-	kernel  func() (routing.TunnelKernel, func(), error)
+	kernel  func() (Kernel, func(), error)
 	metrics Metrics
 	log     *slog.Logger
 
@@ -63,7 +70,7 @@ type Agent struct {
 // New takes the agent's dependencies and starts nothing. open returns the
 // store for one sync (bolt is opened and closed each time so the plugins
 // are never locked out for long); kernel returns the namespace to program.
-func New(cfg Config, open func() (store.Store, error), kernel func() (routing.TunnelKernel, func(), error), m Metrics, log *slog.Logger) *Agent {
+func New(cfg Config, open func() (store.Store, error), kernel func() (Kernel, func(), error), m Metrics, log *slog.Logger) *Agent {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
@@ -107,6 +114,7 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 	self := cluster.Node{Name: a.cfg.Node, Addrs: a.cfg.Addrs, Routing: a.cfg.Routing, Instance: a.cfg.Instance}
 	var nodes []cluster.Node
 	var blocks []ipam.Block
+	var allocs []ipam.Allocation
 	changed, nroutes := 0, 0
 	defer func() {
 		if a.metrics != nil {
@@ -132,7 +140,10 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 		if nodes, err = cluster.List(tx); err != nil {
 			return err
 		}
-		blocks, err = ipam.Blocks(tx)
+		if blocks, err = ipam.Blocks(tx); err != nil {
+			return err
+		}
+		allocs, err = ipam.List(tx, "")
 		return err
 	})
 	s.Close()
@@ -156,6 +167,29 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 	}
 	nroutes = len(routes)
 	changed, err = routing.Reconcile(k, routes)
+	if err != nil {
+		return err
+	}
+	// Pods whose addresses sit in an uplink's prefix: answer for them
+	// there (the plugin adds these at ADD; this repairs and cleans up).
+	pools, local := map[netip.Prefix]bool{}, []netip.Addr{}
+	for _, b := range blocks {
+		pools[b.Pool] = true
+	}
+	for _, al := range allocs {
+		if al.Node == self.Name {
+			for _, ip := range al.IPs {
+				local = append(local, ip.Address.Addr())
+			}
+		}
+	}
+	var poolList []netip.Prefix
+	for p := range pools {
+		poolList = append(poolList, p)
+	}
+	var n int
+	n, err = routing.ReconcileProxy(k, poolList, local)
+	changed += n
 	if changed > 0 {
 		a.log.Info("routes reconciled", "changed", changed, "routes", len(routes))
 	}

@@ -74,7 +74,7 @@ func TestAgentRoutesBetweenNodes(t *testing.T) {
 		path := n.ns
 		agents[n.name] = New(Config{Node: n.name, Addrs: n.addrs, Routing: routing.Direct, Instance: n.name},
 			func() (store.Store, error) { return open.Store(config.Datastore{Type: config.DatastoreBolt, Path: db}) },
-			func() (routing.TunnelKernel, func(), error) {
+			func() (Kernel, func(), error) {
 				ns, err := kernel.OpenNS(path)
 				if err != nil {
 					return nil, nil, err

@@ -30,6 +30,11 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return cniError("parsing the network configuration", err)
 	}
+	if len(n.Pools) > 0 {
+		if err := p.Host.CheckPools(prefixes(n.Pools)); err != nil {
+			return types.NewError(types.ErrInvalidNetworkConfig, "invalid network configuration: pools: "+err.Error(), "")
+		}
+	}
 	var a ipam.Allocation
 	var pools []ipam.Pool
 	existed := false
@@ -83,7 +88,21 @@ func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool,
 		_ = p.unprotect(n, pod)
 		return podnet.Result{}, err
 	}
+	if err := p.Host.ProxyPods(prefixes(pools), addrsOf(a)); err != nil {
+		_ = p.Host.UnproxyPods(addrsOf(a))
+		_ = p.Net.Teardown(args.Netns, args.IfName, s.HostIfName)
+		_ = p.unprotect(n, pod)
+		return podnet.Result{}, fmt.Errorf("answering neighbour discovery for the pod on the uplink: %w", err)
+	}
 	return r, nil
+}
+
+func prefixes(pools []ipam.Pool) []netip.Prefix {
+	out := make([]netip.Prefix, 0, len(pools))
+	for _, p := range pools {
+		out = append(out, p.CIDR)
+	}
+	return out
 }
 
 // result is the CNI result: both veth ends, the addresses with their
@@ -146,6 +165,9 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	}
 	if err := p.Net.Teardown(args.Netns, args.IfName, HostIfName(h)); err != nil {
 		return cniError("removing "+args.IfName, err)
+	}
+	if err := p.Host.UnproxyPods(addrsOf(a)); err != nil {
+		return cniError("removing the pod's proxy entries", err)
 	}
 	if err := p.release(n, a, args.Args); err != nil {
 		return cniError("releasing "+h.String(), err)
@@ -255,6 +277,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		// The namespace is normally gone, taking the veth with it; a
 		// leftover host end and the pod's protections are removed too.
 		_ = p.Net.Teardown("", a.IfName, HostIfName(a.Handle))
+		_ = p.Host.UnproxyPods(addrsOf(a))
 		if s, err := spec(n, a, "", 0); err == nil {
 			if pod, err := fwPod(n, a, s, ""); err == nil {
 				_ = p.unprotect(n, pod)

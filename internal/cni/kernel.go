@@ -14,6 +14,7 @@ import (
 	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/podnet"
+	"github.com/duetnet/duet/internal/routing"
 )
 
 // KernelHost is the Host backed by the running kernel.
@@ -58,6 +59,9 @@ type SysctlLogEntry struct {
 }
 
 func logSysctlChanges(path string, changes []kernel.SysctlChange) {
+	if len(changes) == 0 {
+		return
+	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return
 	}
@@ -98,4 +102,62 @@ func (kernelFirewall) CheckPod(pod firewall.Pod) error {
 		return err
 	}
 	return firewall.CheckPod(context.Background(), t, pod)
+}
+
+func (kernelHost) CheckPools(pools []netip.Prefix) error {
+	host, err := kernel.HostNS()
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	onlink, err := host.OnLinkPrefixes()
+	if err != nil {
+		return err
+	}
+	return routing.CheckPoolsAgainstUplinks(onlink, pools)
+}
+
+func (kernelHost) ProxyPods(pools []netip.Prefix, addrs []netip.Addr) error {
+	host, err := kernel.HostNS()
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	onlink, err := host.OnLinkPrefixes()
+	if err != nil {
+		return err
+	}
+	for _, e := range routing.ProxyPlan(onlink, pools, addrs) {
+		changes, err := host.AddProxyEntry(e)
+		for _, c := range changes {
+			fmt.Fprintf(os.Stderr, "duet: sysctl %s\n", c)
+		}
+		logSysctlChanges(SysctlLogPath, changes)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (kernelHost) UnproxyPods(addrs []netip.Addr) error {
+	host, err := kernel.HostNS()
+	if err != nil {
+		return err
+	}
+	defer host.Close()
+	entries, err := host.ProxyEntries()
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		for _, a := range addrs {
+			if e.Addr == a {
+				if err := host.DelProxyEntry(e); err != nil {
+					return err
+				}
+			}
+		}
+	}
+	return nil
 }

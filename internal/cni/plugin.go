@@ -43,6 +43,13 @@ type Host interface {
 	Prefixes() ([]netip.Prefix, error)
 	// EnableForwarding turns on forwarding for the families of addrs.
 	EnableForwarding(addrs []netip.Addr) error
+	// CheckPools refuses pools that contain an uplink's on-link prefix.
+	CheckPools(pools []netip.Prefix) error
+	// ProxyPods makes the host answer neighbour discovery (and ARP) on
+	// an uplink for each pod address inside that uplink's prefix.
+	ProxyPods(pools []netip.Prefix, addrs []netip.Addr) error
+	// UnproxyPods removes the proxy entries of addrs.
+	UnproxyPods(addrs []netip.Addr) error
 }
 
 // Firewall applies and verifies the nftables protections.

@@ -99,8 +99,11 @@ type fakeHost struct{ forwarded []netip.Addr }
 
 var _ Host = (*fakeHost)(nil)
 
-func (h *fakeHost) DefaultRouteMTU() (int, error)     { return 9000, nil }
-func (h *fakeHost) Prefixes() ([]netip.Prefix, error) { return nil, nil }
+func (h *fakeHost) DefaultRouteMTU() (int, error)                { return 9000, nil }
+func (h *fakeHost) Prefixes() ([]netip.Prefix, error)            { return nil, nil }
+func (h *fakeHost) CheckPools([]netip.Prefix) error              { return nil }
+func (h *fakeHost) ProxyPods([]netip.Prefix, []netip.Addr) error { return nil }
+func (h *fakeHost) UnproxyPods([]netip.Addr) error               { return nil }
 func (h *fakeHost) EnableForwarding(a []netip.Addr) error {
 	h.forwarded = append(h.forwarded, a...)
 	return nil

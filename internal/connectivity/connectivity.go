@@ -88,6 +88,16 @@ func paths(s lab.State) []path {
 	}
 	ps = append(ps, path{name: "node to pod", src: n1, dst: a})
 	ps = append(ps, path{name: "pod to outside", src: a, dst: out, masq: &n1})
+	if s.Neighbour != nil {
+		// A host on the nodes' link with no route for any pod: it finds
+		// each pod by neighbour discovery, answered by the pod's node.
+		nb := endpoint{"neighbour", nsPath(s.Neighbour.NetNS), s.Neighbour.Addrs}
+		for _, n := range s.Nodes {
+			if len(pods[n.Name]) > 0 {
+				ps = append(ps, path{name: "neighbour to pod (" + n.Name + ")", src: nb, dst: pods[n.Name][0]})
+			}
+		}
+	}
 	return ps
 }
 

@@ -45,12 +45,13 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 		t.Fatalf("a lab is already up on this machine (%v): run duetctl lab down", l)
 	}
 	bins := buildBins(t)
-	for _, tc := range []struct{ fam, routing string }{
-		{"ipv6", "direct"}, {"dual", "direct"}, {"ipv4", "direct"},
-		{"ipv6", "vxlan"}, {"dual", "vxlan"}, {"ipv4", "vxlan"},
+	for _, tc := range []struct{ fam, routing, topology string }{
+		{"ipv6", "direct", "switched"}, {"dual", "direct", "switched"}, {"ipv4", "direct", "switched"},
+		{"ipv6", "vxlan", "switched"}, {"dual", "vxlan", "switched"}, {"ipv4", "vxlan", "switched"},
+		{"ipv6", "direct", "ndp-proxy"}, {"dual", "direct", "ndp-proxy"},
 	} {
 		fam := tc.fam
-		t.Run(tc.fam+"/"+tc.routing, func(t *testing.T) {
+		t.Run(tc.topology+"/"+tc.fam+"/"+tc.routing, func(t *testing.T) {
 			datadir := filepath.Join(t.TempDir(), "lab")
 			t.Cleanup(func() {
 				var out bytes.Buffer
@@ -62,7 +63,7 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 				}
 			})
 			var out bytes.Buffer
-			o := lab.Options{Nodes: 2, PodsPerNode: 2, Family: fam, Routing: tc.routing}
+			o := lab.Options{Nodes: 2, PodsPerNode: 2, Family: fam, Routing: tc.routing, Topology: tc.topology}
 			s, err := lab.Up(context.Background(), o, bins, datadir, &out)
 			if err != nil {
 				t.Fatalf("lab up: %v\n%s", err, out.String())
@@ -85,6 +86,22 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 			results := connectivity.Run(s)
 			if len(results) == 0 {
 				t.Fatal("no checks ran")
+			}
+			if tc.topology == "ndp-proxy" {
+				// The neighbour has no route for any pod: every pod it
+				// reaches was answered for by its node's proxy entry.
+				if s.Neighbour == nil || kerneltest.Run(t, "ip", "-n", s.Neighbour.NetNS, "-6", "route", "show", "proto", "static") != "" {
+					t.Fatalf("neighbour %+v must have no static routes", s.Neighbour)
+				}
+				n := 0
+				for _, r := range results {
+					if strings.HasPrefix(r.Path, "neighbour to pod") {
+						n++
+					}
+				}
+				if n == 0 {
+					t.Fatal("no neighbour checks ran")
+				}
 			}
 			for _, r := range results {
 				if !r.OK {

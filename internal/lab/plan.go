@@ -15,7 +15,11 @@ type Options struct {
 	Nodes       int    `json:"nodes"`
 	PodsPerNode int    `json:"podsPerNode"`
 	Family      string `json:"family"`  // dual, ipv6, ipv4
-	Routing     string `json:"routing"` // direct
+	Routing     string `json:"routing"` // direct, vxlan
+	// Topology is "switched" (default: nodes on one segment, pods in
+	// their own pools) or "ndp-proxy" (pods take addresses from the
+	// nodes' shared uplink prefix and are answered for by NDP proxy).
+	Topology string `json:"topology"`
 }
 
 // Fixed lab prefixes: documentation-sized ULA and private ranges that
@@ -26,6 +30,18 @@ var (
 	Pool6     = netip.MustParsePrefix("fd00:d0e7::/56")
 	Pool4     = netip.MustParsePrefix("10.250.0.0/20")
 	outsideID = 254
+
+	// The ndp-proxy topology: one global /64 (documentation space, only
+	// inside the lab) shared by nodes, outside and a neighbour, with the
+	// pools carved from it (seed 001's /125-in-the-host's-/64 scenario).
+	ProxyUnderlay6 = netip.MustParsePrefix("2001:db8:d0e7::/64")
+	ProxyPool6     = netip.MustParsePrefix("2001:db8:d0e7::1:0/112")
+	// ProxyPool4 stays clear of the nodes (.1-), the neighbour (.200)
+	// and the outside (.254): a pool must never hold another host's
+	// address on the link. Two /27 blocks, one a node.
+	ProxyPool4      = netip.MustParsePrefix("10.250.255.64/26")
+	proxyBlockSize4 = 27
+	neighbourID    = 200
 )
 
 // Prefix of every namespace, link and file the lab makes, so down can
@@ -66,6 +82,9 @@ type State struct {
 	Pods     []Pod      `json:"pods"`
 	Outside  Endpoint   `json:"outside"`
 	Underlay Underlay   `json:"underlay"`
+	// Neighbour is set in the ndp-proxy topology: a host on the nodes'
+	// link with no route for any pod.
+	Neighbour *Endpoint `json:"neighbour,omitempty"`
 	Pools    []string   `json:"pools"`
 	PIDs     []int      `json:"pids"`
 	Datadir  string     `json:"datadir"`
@@ -94,24 +113,35 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--family %q: use dual, ipv6 or ipv4", o.Family)
 	case o.Routing != "direct" && o.Routing != "vxlan":
 		return fmt.Errorf("--routing %q: use direct or vxlan", o.Routing)
+	case o.Topology != "" && o.Topology != "switched" && o.Topology != "ndp-proxy":
+		return fmt.Errorf("--topology %q: use switched or ndp-proxy", o.Topology)
+	case o.Topology == "ndp-proxy" && o.Nodes > 2:
+		return fmt.Errorf("--topology ndp-proxy carves a /26 from the uplink's IPv4 /24, two /27 blocks: use --nodes 2 or fewer")
 	}
 	return nil
 }
 
 // Plan names every namespace and address of the lab.
 func Plan(o Options, datadir string) State {
+	u6, pool6, pool4 := Underlay6, Pool6, Pool4
+	if o.Topology == "ndp-proxy" {
+		u6, pool6, pool4 = ProxyUnderlay6, ProxyPool6, ProxyPool4
+	}
 	s := State{Options: o, Datadir: datadir,
 		Underlay: Underlay{Kind: "switch", NetNS: Prefix + "switch"},
-		Outside:  Endpoint{NetNS: Prefix + "outside", Addrs: []netip.Addr{hostAddr(Underlay6, outsideID), hostAddr(Underlay4, outsideID)}},
+		Outside:  Endpoint{NetNS: Prefix + "outside", Addrs: []netip.Addr{hostAddr(u6, outsideID), hostAddr(Underlay4, outsideID)}},
 	}
-	for _, p := range []netip.Prefix{Pool6, Pool4} {
+	if o.Topology == "ndp-proxy" {
+		s.Neighbour = &Endpoint{NetNS: Prefix + "neighbour", Addrs: []netip.Addr{hostAddr(u6, neighbourID), hostAddr(Underlay4, neighbourID)}}
+	}
+	for _, p := range []netip.Prefix{pool6, pool4} {
 		if (p.Addr().Is6() && o.Family != "ipv4") || (p.Addr().Is4() && o.Family != "ipv6") {
 			s.Pools = append(s.Pools, p.String())
 		}
 	}
 	for i := 1; i <= o.Nodes; i++ {
 		n := Node{Name: fmt.Sprintf("node%d", i), NetNS: fmt.Sprintf("%snode%d", Prefix, i),
-			Addrs: []netip.Addr{hostAddr(Underlay6, i), hostAddr(Underlay4, i)}}
+			Addrs: []netip.Addr{hostAddr(u6, i), hostAddr(Underlay4, i)}}
 		s.Nodes = append(s.Nodes, n)
 		for j := 1; j <= o.PodsPerNode; j++ {
 			name := fmt.Sprintf("%s-pod%d", n.Name, j)

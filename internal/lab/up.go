@@ -60,8 +60,8 @@ func (s State) save() error {
 // Up builds the lab. binDir holds duet and duetd. Running it again with
 // the same options on a ready lab changes nothing.
 func Up(ctx context.Context, o Options, binDir, datadir string, out io.Writer) (State, error) {
-	if err := o.Validate(); err != nil {
-		return State{}, err
+	if o.Topology == "" {
+		o.Topology = "switched"
 	}
 	if old, ok, err := Load(datadir); err != nil {
 		return State{}, err
@@ -73,7 +73,10 @@ func Up(ctx context.Context, o Options, binDir, datadir string, out io.Writer) (
 		if !old.Ready {
 			return State{}, fmt.Errorf("%w but did not finish (interrupted or failed): run `duetctl lab down`, then `lab up` again", ErrAlreadyUp)
 		}
-		return State{}, fmt.Errorf("%w with %d nodes, %d pods per node, family %s: run `duetctl lab down` first to change it", ErrAlreadyUp, old.Options.Nodes, old.Options.PodsPerNode, old.Options.Family)
+		return State{}, fmt.Errorf("%w with %d nodes, %d pods per node, family %s, topology %s: run `duetctl lab down` first to change it", ErrAlreadyUp, old.Options.Nodes, old.Options.PodsPerNode, old.Options.Family, old.Options.Topology)
+	}
+	if err := o.Validate(); err != nil {
+		return State{}, err
 	}
 	for _, b := range []string{"duet", "duetd"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
@@ -156,6 +159,9 @@ func buildUnderlay(s State) error {
 		addrs       []netip.Addr
 	}
 	ms := []member{{"outside", s.Outside.NetNS, s.Outside.Addrs}}
+	if s.Neighbour != nil {
+		ms = append(ms, member{"neighbour", s.Neighbour.NetNS, s.Neighbour.Addrs})
+	}
 	for _, n := range s.Nodes {
 		ms = append(ms, member{n.Name, n.NetNS, n.Addrs})
 	}
@@ -177,11 +183,11 @@ func buildUnderlay(s State) error {
 			plen := Underlay4.Bits()
 			extra := []string{}
 			if a.Is6() {
-				plen, extra = Underlay6.Bits(), []string{"nodad"}
+				plen, extra = 64, []string{"nodad"}
 			}
 			cmds = append(cmds, append([]string{"-n", m.netns, "addr", "add", fmt.Sprintf("%s/%d", a, plen), "dev", "uplink"}, extra...))
 		}
-		if m.name != "outside" {
+		if m.name != "outside" && m.name != "neighbour" {
 			for _, gw := range s.Outside.Addrs {
 				fam := "-4"
 				if gw.Is6() {
@@ -250,9 +256,13 @@ func sockPath(s State, n Node) string { return filepath.Join(s.Datadir, n.Name+"
 // ConfList is the lab's network: the real duet plugin, on the lab's
 // shared datastore, with this node's name.
 func ConfList(s State, node string) ([]byte, error) {
-	var pools []map[string]string
+	var pools []map[string]any
 	for _, p := range s.Pools {
-		pools = append(pools, map[string]string{"cidr": p})
+		pool := map[string]any{"cidr": p}
+		if p == ProxyPool4.String() {
+			pool["blockSize"] = proxyBlockSize4
+		}
+		pools = append(pools, pool)
 	}
 	plugin := map[string]any{
 		"type": "duet", "families": s.Options.Family, "pools": pools, "nodeName": node,

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand"
 	"net/netip"
+	"strings"
 	"testing"
 
 	"github.com/duetnet/duet/internal/cluster"
@@ -109,4 +110,26 @@ func (f *fakeKernel) ReplaceNodeRoute(r kernel.NodeRoute) error {
 func (f *fakeKernel) DelNodeRoute(r kernel.NodeRoute) error {
 	delete(f.routes, r.Dst.String())
 	return nil
+}
+
+func TestProxyPlan(t *testing.T) {
+	onlink := []kernel.OnLinkPrefix{
+		{Dev: "eth0", Prefix: netip.MustParsePrefix("2001:db8::/64")},
+		{Dev: "eth0", Prefix: netip.MustParsePrefix("192.0.2.0/24")},
+		{Dev: "duet0", Prefix: netip.MustParsePrefix("2001:db8::c008/125")}, // a duet bridge: a pod network
+	}
+	pools := []netip.Prefix{netip.MustParsePrefix("2001:db8::c008/125"), netip.MustParsePrefix("192.0.2.128/25"), netip.MustParsePrefix("fd00:1::/48")}
+	addrs := []netip.Addr{netip.MustParseAddr("2001:db8::c00a"), netip.MustParseAddr("192.0.2.130"), netip.MustParseAddr("fd00:1::5")}
+	got := ProxyPlan(onlink, pools, addrs)
+	want := []kernel.ProxyEntry{{Addr: addrs[0], Dev: "eth0"}, {Addr: addrs[1], Dev: "eth0"}}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if err := CheckPoolsAgainstUplinks(onlink, pools); err != nil {
+		t.Fatalf("pools inside or apart from the uplink are fine: %v", err)
+	}
+	err := CheckPoolsAgainstUplinks(onlink, []netip.Prefix{netip.MustParsePrefix("2001:db8::/48")})
+	if err == nil || !strings.Contains(err.Error(), "eth0") {
+		t.Fatalf("a pool containing the uplink prefix: %v", err)
+	}
 }
