@@ -41,7 +41,7 @@ var (
 	// address on the link. Two /27 blocks, one a node.
 	ProxyPool4      = netip.MustParsePrefix("10.250.255.64/26")
 	proxyBlockSize4 = 27
-	neighbourID    = 200
+	neighbourID     = 200
 )
 
 // Prefix of every namespace, link and file the lab makes, so down can
@@ -77,19 +77,19 @@ type Underlay struct {
 
 // State is what `lab status --json` prints, and what down reads.
 type State struct {
-	Options  Options    `json:"options"`
-	Nodes    []Node     `json:"nodes"`
-	Pods     []Pod      `json:"pods"`
-	Outside  Endpoint   `json:"outside"`
-	Underlay Underlay   `json:"underlay"`
+	Options  Options  `json:"options"`
+	Nodes    []Node   `json:"nodes"`
+	Pods     []Pod    `json:"pods"`
+	Outside  Endpoint `json:"outside"`
+	Underlay Underlay `json:"underlay"`
 	// Neighbour is set in the ndp-proxy topology: a host on the nodes'
 	// link with no route for any pod.
-	Neighbour *Endpoint `json:"neighbour,omitempty"`
-	Pools    []string   `json:"pools"`
-	PIDs     []int      `json:"pids"`
-	Datadir  string     `json:"datadir"`
-	Ready    bool       `json:"ready"`
-	Extra    []Endpoint `json:"-"`
+	Neighbour *Endpoint  `json:"neighbour,omitempty"`
+	Pools     []string   `json:"pools"`
+	PIDs      []int      `json:"pids"`
+	Datadir   string     `json:"datadir"`
+	Ready     bool       `json:"ready"`
+	Extra     []Endpoint `json:"-"`
 }
 
 func hostAddr(p netip.Prefix, id int) netip.Addr {
