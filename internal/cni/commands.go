@@ -30,6 +30,10 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return cniError("parsing the network configuration", err)
 	}
+	extra, err := podAllowedSources(args.Args)
+	if err != nil {
+		return cniError("parsing CNI_ARGS", err)
+	}
 	if len(n.Pools) > 0 {
 		if err := p.Host.CheckPools(prefixes(n.Pools)); err != nil {
 			return types.NewError(types.ErrInvalidNetworkConfig, "invalid network configuration: pools: "+err.Error(), "")
@@ -46,7 +50,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 		if _, existed, err = ipam.Get(tx, h); err != nil {
 			return err
 		}
-		a, err = ipam.Allocate(tx, ipam.Request{Handle: h, Node: n.NodeName, NetNS: args.Netns, Families: n.Families, Pools: pools, Rand: p.Rand})
+		a, err = ipam.Allocate(tx, ipam.Request{Handle: h, Node: n.NodeName, NetNS: args.Netns, Families: n.Families, Pools: pools, Rand: p.Rand, AllowedSources: extra})
 		return err
 	})
 	if err != nil {
@@ -73,10 +77,7 @@ func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool,
 	if err != nil {
 		return podnet.Result{}, err
 	}
-	pod, err := fwPod(n, a, s, args.Args)
-	if err != nil {
-		return podnet.Result{}, err
-	}
+	pod := fwPod(n, a, s)
 	if err := p.Host.EnableForwarding(addrsOf(a)); err != nil {
 		return podnet.Result{}, fmt.Errorf("enabling forwarding: %w", err)
 	}
@@ -169,22 +170,19 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 	if err := p.Host.UnproxyPods(addrsOf(a)); err != nil {
 		return cniError("removing the pod's proxy entries", err)
 	}
-	if err := p.release(n, a, args.Args); err != nil {
+	if err := p.release(n, a); err != nil {
 		return cniError("releasing "+h.String(), err)
 	}
 	return nil
 }
 
 // release removes an attachment's protections and frees its addresses.
-func (p *Plugin) release(n *config.Network, a ipam.Allocation, cniArgs string) error {
+func (p *Plugin) release(n *config.Network, a ipam.Allocation) error {
 	s, err := spec(n, a, "", 0)
 	if err != nil {
 		return err
 	}
-	pod, err := fwPod(n, a, s, cniArgs)
-	if err != nil {
-		pod, _ = fwPod(n, a, s, "") // DEL must not fail on the pod's own args
-	}
+	pod := fwPod(n, a, s)
 	if err := p.unprotect(n, pod); err != nil && !errors.Is(err, kernel.ErrNoNFTables) {
 		return fmt.Errorf("removing the pod's protections: %w", err)
 	}
@@ -217,11 +215,7 @@ func (p *Plugin) Check(args *skel.CmdArgs) error {
 		return cniError("checking "+args.IfName, err)
 	}
 	if n.Protections {
-		pod, err := fwPod(n, a, s, args.Args)
-		if err == nil {
-			err = p.Firewall.CheckPod(pod)
-		}
-		if err != nil {
+		if err := p.Firewall.CheckPod(fwPod(n, a, s)); err != nil {
 			return cniError("checking the protections of "+args.IfName, err)
 		}
 	}
@@ -279,9 +273,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		_ = p.Net.Teardown("", a.IfName, HostIfName(a.Handle))
 		_ = p.Host.UnproxyPods(addrsOf(a))
 		if s, err := spec(n, a, "", 0); err == nil {
-			if pod, err := fwPod(n, a, s, ""); err == nil {
-				_ = p.unprotect(n, pod)
-			}
+			_ = p.unprotect(n, fwPod(n, a, s))
 		}
 		fmt.Fprintf(os.Stderr, "duet: GC freed %s (%v)\n", a.Handle, addrsOf(a))
 	}

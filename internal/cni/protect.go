@@ -14,19 +14,16 @@ import (
 // argAllowedSources is the CNI_ARGS key of a pod's own opt-out prefixes.
 const argAllowedSources = "DUET_ALLOWED_SOURCE_PREFIXES"
 
-// fwPod is the firewall's view of an attachment.
-func fwPod(n *config.Network, a ipam.Allocation, s podnet.Spec, cniArgs string) (firewall.Pod, error) {
-	extra, err := podAllowedSources(cniArgs)
-	if err != nil {
-		return firewall.Pod{}, err
-	}
+// fwPod is the firewall's view of an attachment; the pod's own allowed
+// sources come from its allocation, so DEL and GC see what ADD saw.
+func fwPod(n *config.Network, a ipam.Allocation, s podnet.Spec) firewall.Pod {
 	return firewall.Pod{
 		HostIf:         s.HostIfName,
 		MAC:            s.MAC,
 		Addrs:          addrsOf(a),
-		AllowedSources: append(append([]netip.Prefix{}, n.AllowedSources...), extra...),
+		AllowedSources: append(append([]netip.Prefix{}, n.AllowedSources...), a.AllowedSources...),
 		Bridged:        n.Mode == config.ModeBridge,
-	}, nil
+	}
 }
 
 func fwPools(pools []ipam.Pool) []firewall.Pool {

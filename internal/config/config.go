@@ -83,7 +83,7 @@ func errf(field, format string, args ...any) error {
 
 // standardKeys are the keys the CNI spec and libcni put in any plugin's
 // configuration.
-var standardKeys = []string{"cniVersion", "name", "type", "args", "capabilities", "runtimeConfig", "prevResult", "dns", "cni.dev/valid-attachments"}
+var standardKeys = []string{"cniVersion", "name", "type", "args", "capabilities", "runtimeConfig", "prevResult", "dns", "cni.dev/valid-attachments", "cni.dev/attachments"}
 
 var ipamKeys = []string{"families", "pools", "datastore", "nodeName"}
 

@@ -62,21 +62,62 @@ func (p Pod) elements() ([]*knftables.Element, error) {
 		return &knftables.Element{Family: fam, Table: Table, Set: set, Key: key}
 	}
 	out := []*knftables.Element{el(setPods, p.HostIf), el(setMACs, p.HostIf, p.MAC.String())}
-	srcs := append([]netip.Prefix{}, p.AllowedSources...)
+	var srcs []netip.Prefix
 	for _, a := range p.Addrs {
 		srcs = append(srcs, netip.PrefixFrom(a, a.BitLen()))
 	}
 	if ll, ok := LinkLocal(p.MAC); ok && hasIPv6(p.Addrs) {
 		srcs = append(srcs, netip.PrefixFrom(ll, 128))
 	}
-	for _, s := range srcs {
+	srcs = append(srcs, p.AllowedSources...)
+	for _, s := range uncovered(srcs) {
 		set := setAddrs4
 		if s.Addr().Is6() {
 			set = setAddrs6
+			out = append(out, el(setNDTargets, p.HostIf, hexRange(s)))
 		}
 		out = append(out, el(set, p.HostIf, prefixString(s)))
 	}
 	return out, nil
+}
+
+// uncovered drops every prefix that another one in ps contains (and
+// duplicates): an nft interval set refuses an element inside another,
+// even within one transaction, so a pod whose allowedSourcePrefixes
+// cover its own address must not add both.
+func uncovered(ps []netip.Prefix) []netip.Prefix {
+	var out []netip.Prefix
+	for i, p := range ps {
+		covered := false
+		for j, q := range ps {
+			if i == j {
+				continue
+			}
+			if q.Bits() < p.Bits() && q.Contains(p.Addr()) || (q == p && j < i) {
+				covered = true
+				break
+			}
+		}
+		if !covered {
+			out = append(out, p.Masked())
+		}
+	}
+	return out
+}
+
+// hexRange writes an IPv6 prefix as nft writes raw 128-bit payloads: one
+// hex value for a single address, a first-last range otherwise.
+func hexRange(p netip.Prefix) string {
+	p = p.Masked()
+	first := p.Addr().As16()
+	last := first
+	for i := p.Bits(); i < 128; i++ {
+		last[i/8] |= 0x80 >> (i % 8)
+	}
+	if first == last {
+		return fmt.Sprintf("0x%x", first[:])
+	}
+	return fmt.Sprintf("0x%x-0x%x", first[:], last[:])
 }
 
 func hasIPv6(as []netip.Addr) bool {

@@ -29,6 +29,11 @@ const (
 	setMACs   = "pod_macs"   // ifname . ether_addr
 	setAddrs6 = "pod_addrs6" // ifname . ipv6_addr (interval: allowedSourcePrefixes)
 	setAddrs4 = "pod_addrs4" // ifname . ipv4_addr
+	// setNDTargets holds the targets a pod may advertise in a neighbour
+	// advertisement (its IPv6 sources), keyed like the others. nft 1.0.6
+	// has no "icmpv6 taddr", so the target is matched as the 128 bits at
+	// offset 64 of the ICMPv6 header, and elements are written in hex.
+	setNDTargets = "pod_nd_targets"
 	setPools6 = "pools6"     // every IPv6 pool: never NAT towards them
 	setPools4 = "pools4"
 	setNAT6   = "nat6" // IPv6 pools with natOutgoing
@@ -49,6 +54,7 @@ var guardRules = []rule{
 	{"iifname . ether saddr != @" + setMACs + " counter drop", "duet: source MAC is not the pod's"},
 	{"icmpv6 type { nd-router-advert, nd-redirect } counter drop", "duet: RA guard"},
 	{"udp sport { 67, 547 } counter drop", "duet: DHCP server guard"},
+	{"icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @" + setNDTargets + " counter drop", "duet: neighbour advertisement for an address that is not the pod's"},
 	{"ip6 saddr :: icmpv6 type nd-neighbor-solicit accept", "duet: DAD"},
 }
 
@@ -63,7 +69,7 @@ var inetRules = append(append([]rule{}, guardRules...),
 var bridgeRules = append(append([]rule{}, guardRules...),
 	rule{"ether type ip6 iifname . ip6 saddr != @" + setAddrs6 + " counter drop", "duet: IPv6 source is not the pod's"},
 	rule{"ether type ip iifname . ip saddr != @" + setAddrs4 + " counter drop", "duet: IPv4 source is not the pod's"},
-	rule{"ether type arp arp saddr ether != ether saddr counter drop", "duet: ARP sender MAC is not the frame's"},
+	rule{"ether type arp iifname . arp saddr ether != @" + setMACs + " counter drop", "duet: ARP sender MAC is not the pod's"},
 	rule{"ether type arp arp saddr ip 0.0.0.0 accept", "duet: ARP probe"},
 	rule{"ether type arp iifname . arp saddr ip != @" + setAddrs4 + " counter drop", "duet: ARP for an address that is not the pod's"},
 	rule{"ether type != { ip, ip6, arp } counter drop", "duet: only IP and ARP from pods"},
@@ -83,6 +89,7 @@ func sets(fam knftables.Family) []*knftables.Set {
 		{Name: setMACs, Type: "ifname . ether_addr"},
 		{Name: setAddrs6, Type: "ifname . ipv6_addr", Flags: interval},
 		{Name: setAddrs4, Type: "ifname . ipv4_addr", Flags: interval},
+		{Name: setNDTargets, TypeOf: "iifname . @th,64,128", Flags: interval},
 	}
 	if fam == knftables.InetFamily {
 		s = append(s,

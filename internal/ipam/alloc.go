@@ -46,6 +46,9 @@ type Allocation struct {
 	// interface must then use it.
 	MAC string `json:"mac,omitempty"`
 	IPs []IP   `json:"ips"`
+	// AllowedSources are the pod's own extra source prefixes (CNI_ARGS),
+	// kept so DEL and GC can remove exactly what ADD allowed.
+	AllowedSources []netip.Prefix `json:"allowedSources,omitempty"`
 }
 
 // Request asks for one address of each family in Families, in order.
@@ -58,6 +61,8 @@ type Request struct {
 	Pools []Pool
 	// Rand supplies MAC addresses for Assign MAC.
 	Rand io.Reader
+	// AllowedSources are recorded with the allocation (see Allocation).
+	AllowedSources []netip.Prefix
 }
 
 // ErrExhausted is returned (wrapped) when no pool of a family has room.
@@ -112,7 +117,7 @@ func Allocate(tx store.Tx, req Request) (Allocation, error) {
 	if err != nil {
 		return Allocation{}, err
 	}
-	a := Allocation{Handle: req.Handle, Node: req.Node, NetNS: req.NetNS}
+	a := Allocation{Handle: req.Handle, Node: req.Node, NetNS: req.NetNS, AllowedSources: req.AllowedSources}
 	for _, fam := range req.Families {
 		ip, mac, err := allocateOne(tx, req, fam, a.MAC, blocks)
 		if err != nil {
