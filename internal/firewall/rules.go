@@ -34,10 +34,10 @@ const (
 	// has no "icmpv6 taddr", so the target is matched as the 128 bits at
 	// offset 64 of the ICMPv6 header, and elements are written in hex.
 	setNDTargets = "pod_nd_targets"
-	setPools6 = "pools6"     // every IPv6 pool: never NAT towards them
-	setPools4 = "pools4"
-	setNAT6   = "nat6" // IPv6 pools with natOutgoing
-	setNAT4   = "nat4"
+	setPools6    = "pools6" // every IPv6 pool: never NAT towards them
+	setPools4    = "pools4"
+	setNAT6      = "nat6" // IPv6 pools with natOutgoing
+	setNAT4      = "nat4"
 )
 
 const chainFromPod = "from-pod"
