@@ -7,27 +7,15 @@ import (
 	"github.com/duetnet/duet/internal/kernel"
 )
 
-// Teardown removes the pod's veth pair (the CNI DEL). Deleting either end
-// deletes both, and with them the host routes and pod neighbours; the
-// bridge stays for the network's other pods. It is idempotent: a missing
-// namespace or interface is not an error. When the namespace is gone only
-// the host end is looked for. An interface under either name that is not a
-// veth is not duet's, and is left alone. Empty names are skipped.
+// Teardown removes the pod's veth pair (the CNI DEL) by deleting its host
+// end, whose name is this attachment's own: the kernel deletes the pod end
+// with it, and with them the host routes and pod neighbours; the bridge
+// stays for the network's other pods. The pod side is never deleted by
+// name: an interface called CNI_IFNAME without this host end is not
+// duet's (a failed ADD that found eth0 taken must not have its DEL remove
+// somebody else's eth0). It is idempotent: a missing namespace or
+// interface is not an error, and the namespace is not even needed.
 func Teardown(netns, ifName, hostIfName string) error {
-	if netns != "" && ifName != "" {
-		pod, err := kernel.OpenNS(netns)
-		switch {
-		case errors.Is(err, kernel.ErrNoNetNS):
-		case err != nil:
-			return fmt.Errorf("podnet: teardown: %w", err)
-		default:
-			err := deleteVeth(pod, ifName)
-			pod.Close()
-			if err != nil {
-				return err
-			}
-		}
-	}
 	if hostIfName == "" {
 		return nil
 	}
