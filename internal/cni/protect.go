@@ -56,6 +56,12 @@ func (p *Plugin) protect(n *config.Network, pod firewall.Pod, pools []ipam.Pool)
 	if !n.Protections {
 		return nil
 	}
+	// Fast path: elements only, into a table that holds this version's
+	// rules. It fails as a whole when the table is missing or older; then
+	// the table is rewritten with the elements, in one transaction too.
+	if fast, err := firewall.AddPodElementsScript(pod, fwPools(pools)); err == nil && p.Firewall.Apply(fast) == nil {
+		return nil
+	}
 	script, err := firewall.AddPodScript(pod, fwPools(pools))
 	if err != nil {
 		return err

@@ -22,6 +22,15 @@ func AddPodScript(pod Pod, pools []Pool) (string, error) {
 	return tx.String(), nil
 }
 
+// AddPodElementsScript is the fast-path script of AddPodElements.
+func AddPodElementsScript(pod Pod, pools []Pool) (string, error) {
+	tx := newTx()
+	if err := AddPodElements(tx, pod, pools); err != nil {
+		return "", err
+	}
+	return tx.String(), nil
+}
+
 // RemovePodScript is the nft script that removes pod's elements.
 func RemovePodScript(pod Pod) (string, error) {
 	tx := newTx()

@@ -139,3 +139,24 @@ func TestCheckPod(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+func TestFastPathNeedsCurrentTable(t *testing.T) {
+	fake := knftables.NewFake("", "")
+	tx := fake.NewTransaction()
+	if err := AddPodElements(tx, pod1, pool); err != nil {
+		t.Fatal(err)
+	}
+	if err := fake.Run(context.Background(), tx); err == nil {
+		t.Fatal("elements-only ADD succeeded on an empty ruleset; it must fail so the caller writes the table")
+	}
+	fake = knftables.NewFake("", "") // a failed Run leaves the fake unusable
+	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, pod1, pool) })
+	run(t, fake, func(tx *knftables.Transaction) error { return AddPodElements(tx, pod1, pool) }) // marks the table
+	full := fake.Dump()
+	p2 := Pod{HostIf: "dt2", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 7}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:1::9")}}
+	run(t, fake, func(tx *knftables.Transaction) error { return AddPodElements(tx, p2, pool) })
+	run(t, fake, func(tx *knftables.Transaction) error { return RemovePod(tx, p2) })
+	if got := fake.Dump(); got != full {
+		t.Fatalf("fast add then remove changed the table:\n%s\n---\n%s", full, got)
+	}
+}

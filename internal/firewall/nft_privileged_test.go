@@ -38,6 +38,11 @@ func TestScriptsLoadInRealNFT(t *testing.T) {
 			}
 			nft(t, ns, script)
 		}
+		fast, err := AddPodElementsScript(other, pool) // the fast path on the table just written
+		if err != nil {
+			t.Fatal(err)
+		}
+		nft(t, ns, fast)
 		for i := 0; i < 2; i++ { // DEL twice
 			script, err := RemovePodScript(p)
 			if err != nil {

@@ -170,6 +170,29 @@ func AddPod(tx *knftables.Transaction, pod Pod, pools []Pool) error {
 	return nil
 }
 
+// AddPodElements fills tx with pod's and the pools' elements only, for a
+// table that already holds the current static rules: one small
+// transaction instead of rewriting chains on every ADD. It fails as a
+// whole (touching the marker set first) when the table is missing or was
+// written by another version of duet; then use AddPod.
+func AddPodElements(tx *knftables.Transaction, pod Pod, pools []Pool) error {
+	els, err := pod.elements()
+	if err != nil {
+		return err
+	}
+	fams := []knftables.Family{knftables.InetFamily}
+	if pod.Bridged {
+		fams = append(fams, knftables.BridgeFamily)
+	}
+	for _, fam := range fams {
+		tx.Add(&knftables.Element{Family: fam, Table: Table, Set: markerSet(), Key: []string{"v"}})
+	}
+	for _, e := range append(poolElements(pools), els...) {
+		tx.Add(e)
+	}
+	return nil
+}
+
 // RemovePod fills tx with the removal of pod's elements. Each element is
 // added, then deleted, so the transaction succeeds whether or not it was
 // there: DEL must be idempotent, and nft 1.0.6 has no "destroy".

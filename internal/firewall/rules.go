@@ -17,6 +17,10 @@
 package firewall
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
 	"sigs.k8s.io/knftables"
 )
 
@@ -114,6 +118,8 @@ func ensureTable(tx *knftables.Transaction, fam knftables.Family) {
 	for _, s := range sets(fam) {
 		tx.Add(s)
 	}
+	// The marker says which static rules the table holds; see markerSet.
+	tx.Add(&knftables.Set{Family: fam, Table: Table, Name: markerSet(), Type: "ifname"})
 	rules := bridgeRules
 	hookPrio := knftables.BaseChainPriority("-300") // before conntrack, like raw
 	if fam == knftables.InetFamily {
@@ -139,3 +145,26 @@ func ensureTable(tx *knftables.Transaction, fam knftables.Family) {
 		}
 	}
 }
+
+// rulesVersion is a hash of every static rule, so a table written by
+// another version of duet is told apart from a current one.
+var rulesVersion = func() string {
+	h := sha256.New()
+	for _, rs := range [][]rule{inetRules, bridgeRules, natRules} {
+		for _, r := range rs {
+			fmt.Fprintf(h, "%s|%s\n", r.expr, r.comment)
+		}
+	}
+	for _, fam := range []knftables.Family{knftables.InetFamily, knftables.BridgeFamily} {
+		for _, s := range sets(fam) {
+			fmt.Fprintf(h, "%s %s %s %s %v\n", fam, s.Name, s.Type, s.TypeOf, s.Flags)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
+}()
+
+// markerSet is an empty set named after rulesVersion. The fast path of
+// ADD (elements only) touches it first: in a table without it (missing,
+// or written by another version) the whole transaction fails, and the
+// caller falls back to rewriting the table.
+func markerSet() string { return "rules_" + rulesVersion }
