@@ -10,7 +10,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/netip"
 	"os/exec"
 	"path/filepath"
@@ -19,11 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/containernetworking/plugins/pkg/ns"
-	"golang.org/x/net/icmp"
-	"golang.org/x/net/ipv4"
-	"golang.org/x/net/ipv6"
-
+	"github.com/duetnet/duet/internal/connectivity"
 	"github.com/duetnet/duet/internal/kernel/kerneltest"
 	"github.com/duetnet/duet/internal/lab"
 )
@@ -109,48 +104,10 @@ func BenchmarkConvergence(b *testing.B) {
 	}
 }
 
-// echoUntil sends ICMP echoes to dst from a socket in the namespace, one
-// every 5 ms, until one is answered.
+// echoUntil pings dst from the namespace every 5 ms until it answers.
 func echoUntil(netns string, dst netip.Addr, limit time.Duration) error {
-	network, proto, typ := "ip4:icmp", 1, icmp.Type(ipv4.ICMPTypeEcho)
-	if dst.Is6() {
-		network, proto, typ = "ip6:ipv6-icmp", 58, ipv6.ICMPTypeEchoRequest
-	}
-	h, err := ns.GetNS("/var/run/netns/" + netns)
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	var c *icmp.PacketConn
-	if err := h.Do(func(ns.NetNS) (err error) { c, err = icmp.ListenPacket(network, ""); return err }); err != nil {
-		return err
-	}
-	defer c.Close()
-	id := int(time.Now().UnixNano() & 0xffff)
-	deadline := time.Now().Add(limit)
-	buf := make([]byte, 1500)
-	for seq := 1; time.Now().Before(deadline); seq++ {
-		msg, _ := (&icmp.Message{Type: typ, Body: &icmp.Echo{ID: id, Seq: seq, Data: []byte("duet")}}).Marshal(nil)
-		if _, err := c.WriteTo(msg, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
-			time.Sleep(5 * time.Millisecond)
-			continue
-		}
-		_ = c.SetReadDeadline(time.Now().Add(5 * time.Millisecond))
-		for {
-			n, from, err := c.ReadFrom(buf)
-			if err != nil {
-				break
-			}
-			m, err := icmp.ParseMessage(proto, buf[:n])
-			if err != nil || from.String() != dst.String() {
-				continue
-			}
-			if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id && (m.Type == ipv4.ICMPTypeEchoReply || m.Type == ipv6.ICMPTypeEchoReply) {
-				return nil
-			}
-		}
-	}
-	return fmt.Errorf("no answer within %s", limit)
+	_, err := connectivity.EchoUntil("/var/run/netns/"+netns, dst, "", 5*time.Millisecond, limit)
+	return err
 }
 
 type iperfOut struct {

@@ -146,47 +146,48 @@ func ipNet(p netip.Prefix) net.IPNet {
 	return net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
 }
 
-// Del is CNI DEL: remove the interface and its protections, then free the
-// addresses, so an address is never handed out while an interface still
-// holds it. Every step succeeds when there is nothing left to remove.
+// Del is CNI DEL: remove the interface first, so an address is never
+// handed out while an interface still holds it; then free the addresses
+// (one store transaction, which also says what they were) and remove the
+// pod's protections and proxy entries. Every step succeeds when there is
+// nothing left to remove.
 func (p *Plugin) Del(args *skel.CmdArgs) error {
 	n, h, err := p.parse(args)
 	if err != nil {
 		return cniError("parsing the network configuration", err)
 	}
-	a := ipam.Allocation{Handle: h}
-	if err := p.withStore(n, false, func(tx store.Tx) error {
-		if got, ok, err := ipam.Get(tx, h); err != nil || ok {
-			a = got
-			return err
-		}
-		return nil
-	}); err != nil {
-		return cniError("reading the allocation", err)
-	}
 	if err := p.Net.Teardown(args.Netns, args.IfName, HostIfName(h)); err != nil {
 		return cniError("removing "+args.IfName, err)
 	}
-	if err := p.Host.UnproxyPods(addrsOf(a)); err != nil {
-		return cniError("removing the pod's proxy entries", err)
-	}
-	if err := p.release(n, a); err != nil {
+	a := ipam.Allocation{Handle: h}
+	if err := p.withStore(n, true, func(tx store.Tx) error {
+		got, ok, err := ipam.Release(tx, h)
+		if ok {
+			a = got
+		}
+		return err
+	}); err != nil {
 		return cniError("releasing "+h.String(), err)
+	}
+	if err := p.cleanup(n, a); err != nil {
+		return cniError("removing what "+h.String()+" left", err)
 	}
 	return nil
 }
 
-// release removes an attachment's protections and frees its addresses.
-func (p *Plugin) release(n *config.Network, a ipam.Allocation) error {
+// cleanup removes a released attachment's protections and proxy entries.
+func (p *Plugin) cleanup(n *config.Network, a ipam.Allocation) error {
 	s, err := spec(n, a, "", 0)
 	if err != nil {
 		return err
 	}
-	pod := fwPod(n, a, s)
-	if err := p.unprotect(n, pod); err != nil && !errors.Is(err, kernel.ErrNoNFTables) {
+	if err := p.unprotect(n, fwPod(n, a, s)); err != nil && !errors.Is(err, kernel.ErrNoNFTables) {
 		return fmt.Errorf("removing the pod's protections: %w", err)
 	}
-	return p.withStore(n, true, func(tx store.Tx) error { _, _, err := ipam.Release(tx, a.Handle); return err })
+	if len(a.IPs) > 0 {
+		return p.Host.UnproxyPods(addrsOf(a))
+	}
+	return nil
 }
 
 // Check is CNI CHECK: the store still holds the attachment, the result the
@@ -271,10 +272,7 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		// The namespace is normally gone, taking the veth with it; a
 		// leftover host end and the pod's protections are removed too.
 		_ = p.Net.Teardown("", a.IfName, HostIfName(a.Handle))
-		_ = p.Host.UnproxyPods(addrsOf(a))
-		if s, err := spec(n, a, "", 0); err == nil {
-			_ = p.unprotect(n, fwPod(n, a, s))
-		}
+		_ = p.cleanup(n, a)
 		fmt.Fprintf(os.Stderr, "duet: GC freed %s (%v)\n", a.Handle, addrsOf(a))
 	}
 	return nil

@@ -77,6 +77,9 @@ func (p *Plugin) unprotect(n *config.Network, pod firewall.Pod) error {
 	if !n.Protections {
 		return nil
 	}
+	if fast, err := firewall.RemovePodElementsScript(pod); err == nil && p.Firewall.Apply(fast) == nil {
+		return nil
+	}
 	script, err := firewall.RemovePodScript(pod)
 	if err != nil {
 		return err

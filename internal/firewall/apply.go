@@ -31,6 +31,15 @@ func AddPodElementsScript(pod Pod, pools []Pool) (string, error) {
 	return tx.String(), nil
 }
 
+// RemovePodElementsScript is the fast-path script of RemovePodElements.
+func RemovePodElementsScript(pod Pod) (string, error) {
+	tx := newTx()
+	if err := RemovePodElements(tx, pod); err != nil {
+		return "", err
+	}
+	return tx.String(), nil
+}
+
 // RemovePodScript is the nft script that removes pod's elements.
 func RemovePodScript(pod Pod) (string, error) {
 	tx := newTx()

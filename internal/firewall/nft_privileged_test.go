@@ -43,8 +43,11 @@ func TestScriptsLoadInRealNFT(t *testing.T) {
 			t.Fatal(err)
 		}
 		nft(t, ns, fast)
-		for i := 0; i < 2; i++ { // DEL twice
+		for i := 0; i < 3; i++ { // DEL three times: fast path, then full scripts
 			script, err := RemovePodScript(p)
+			if i == 0 {
+				script, err = RemovePodElementsScript(p)
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

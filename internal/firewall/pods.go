@@ -205,11 +205,28 @@ func RemovePod(tx *knftables.Transaction, pod Pod) error {
 	if pod.family() != knftables.InetFamily {
 		ensureTable(tx, knftables.InetFamily)
 	}
+	removeElements(tx, els)
+	return nil
+}
+
+// RemovePodElements is RemovePod's fast path, for a table that holds this
+// version's rules: elements only, failing as a whole (on the marker set)
+// otherwise.
+func RemovePodElements(tx *knftables.Transaction, pod Pod) error {
+	els, err := pod.elements()
+	if err != nil {
+		return err
+	}
+	tx.Add(&knftables.Element{Family: pod.family(), Table: Table, Set: markerSet(), Key: []string{"v"}})
+	removeElements(tx, els)
+	return nil
+}
+
+func removeElements(tx *knftables.Transaction, els []*knftables.Element) {
 	for _, e := range els {
 		tx.Add(e)
 	}
 	for _, e := range els {
 		tx.Delete(e)
 	}
-	return nil
 }
