@@ -113,13 +113,12 @@ func Allocate(tx store.Tx, req Request) (Allocation, error) {
 		}
 		return a, err
 	}
-	blocks, err := Blocks(tx)
-	if err != nil {
-		return Allocation{}, err
+	if req.Node == "" || strings.Contains(req.Node, "/") {
+		return Allocation{}, &ConfigError{"nodeName", fmt.Sprintf("%q is not a node name: use a non-empty name without '/'", req.Node)}
 	}
 	a := Allocation{Handle: req.Handle, Node: req.Node, NetNS: req.NetNS, AllowedSources: req.AllowedSources}
 	for _, fam := range req.Families {
-		ip, mac, err := allocateOne(tx, req, fam, a.MAC, blocks)
+		ip, mac, err := allocateOne(tx, req, fam, a.MAC)
 		if err != nil {
 			return Allocation{}, err
 		}
@@ -139,7 +138,11 @@ func putAllocation(tx store.Tx, a Allocation) error {
 	return tx.Put(a.Handle.key(), raw)
 }
 
-func allocateOne(tx store.Tx, req Request, fam Family, mac string, blocks []Block) (IP, string, error) {
+func allocateOne(tx store.Tx, req Request, fam Family, mac string) (IP, string, error) {
+	own, err := nodeBlocks(tx, req.Node) // read again: an earlier family may have written one
+	if err != nil {
+		return IP{}, "", err
+	}
 	var tried []string
 	for _, pool := range req.Pools {
 		if pool.Family() != fam {
@@ -147,19 +150,20 @@ func allocateOne(tx store.Tx, req Request, fam Family, mac string, blocks []Bloc
 		}
 		tried = append(tried, pool.CIDR.String())
 		// Blocks this node already holds first, then a new claim.
-		for _, b := range blocks {
-			if b.Pool != pool.CIDR || b.Node != req.Node || !pool.CIDR.Contains(b.CIDR.Addr()) {
+		for _, b := range own {
+			if b.Pool != pool.CIDR || !pool.CIDR.Contains(b.CIDR.Addr()) {
 				continue
-			}
-			b, err := getBlock(tx, b.CIDR) // re-read: an earlier family may have written it
-			if err != nil {
-				return IP{}, "", err
 			}
 			if ip, m, ok, err := take(tx, &b, pool, req, mac); ok || err != nil {
 				return ip, m, err
 			}
 		}
-		b, ok, err := claimBlock(tx, pool, req.Node, blocks)
+		// Only a claim needs every node's blocks, to stay clear of them.
+		all, err := Blocks(tx)
+		if err != nil {
+			return IP{}, "", err
+		}
+		b, ok, err := claimBlock(tx, pool, req.Node, all)
 		if err != nil {
 			return IP{}, "", err
 		}
@@ -240,7 +244,7 @@ func Release(tx store.Tx, h Handle) (Allocation, bool, error) {
 		return a, false, err
 	}
 	for _, ip := range a.IPs {
-		b, err := getBlock(tx, ip.Block)
+		b, err := getBlock(tx, a.Node, ip.Block)
 		if err != nil {
 			return a, false, err
 		}

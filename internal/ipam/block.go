@@ -23,11 +23,22 @@ type Block struct {
 	Next uint64 `json:"next"`
 }
 
-func blockKey(p netip.Prefix) string { return blocksPrefix + p.String() }
+// blockKey puts a block under its node, so an allocation reads only its
+// own node's blocks: on etcd, allocations on different nodes then have
+// disjoint read sets and never conflict; only claiming a new block reads
+// every block.
+func blockKey(node string, p netip.Prefix) string { return blocksPrefix + node + "/" + p.String() }
 
 // Blocks lists every block in the store.
-func Blocks(tx store.Tx) ([]Block, error) {
-	kvs, err := tx.List(blocksPrefix)
+func Blocks(tx store.Tx) ([]Block, error) { return listBlocks(tx, blocksPrefix) }
+
+// nodeBlocks lists the blocks with an affinity to node.
+func nodeBlocks(tx store.Tx, node string) ([]Block, error) {
+	return listBlocks(tx, blocksPrefix+node+"/")
+}
+
+func listBlocks(tx store.Tx, prefix string) ([]Block, error) {
+	kvs, err := tx.List(prefix)
 	if err != nil {
 		return nil, err
 	}
@@ -42,8 +53,8 @@ func Blocks(tx store.Tx) ([]Block, error) {
 	return out, nil
 }
 
-func getBlock(tx store.Tx, p netip.Prefix) (Block, error) {
-	raw, ok, err := tx.Get(blockKey(p))
+func getBlock(tx store.Tx, node string, p netip.Prefix) (Block, error) {
+	raw, ok, err := tx.Get(blockKey(node, p))
 	if err != nil {
 		return Block{}, err
 	}
@@ -52,7 +63,7 @@ func getBlock(tx store.Tx, p netip.Prefix) (Block, error) {
 	}
 	var b Block
 	if err := json.Unmarshal(raw, &b); err != nil {
-		return Block{}, fmt.Errorf("store key %s is corrupt: %w", blockKey(p), err)
+		return Block{}, fmt.Errorf("store key %s is corrupt: %w", blockKey(node, p), err)
 	}
 	return b, nil
 }
@@ -62,7 +73,7 @@ func putBlock(tx store.Tx, b Block) error {
 	if err != nil {
 		return err
 	}
-	return tx.Put(blockKey(b.CIDR), raw)
+	return tx.Put(blockKey(b.Node, b.CIDR), raw)
 }
 
 // reserved says whether a is one of the pool's addresses no pod gets: the

@@ -363,3 +363,44 @@ func TestULAIsRandom(t *testing.T) {
 		t.Errorf("got %v and %v", a, b)
 	}
 }
+
+// recordingTx notes the prefixes listed, to check what an allocation reads.
+type recordingTx struct {
+	store.Tx
+	lists []string
+}
+
+func (r *recordingTx) List(prefix string) ([]store.KV, error) {
+	r.lists = append(r.lists, prefix)
+	return r.Tx.List(prefix)
+}
+
+// TestAllocationReadsOnlyItsNode: once a node holds a block with room, an
+// allocation lists only that node's blocks, so on etcd allocations on
+// different nodes never conflict.
+func TestAllocationReadsOnlyItsNode(t *testing.T) {
+	pools := []Pool{mustPool(t, PoolSpec{CIDR: "fd00:1::/48"}), mustPool(t, PoolSpec{CIDR: "10.7.0.0/16"})}
+	s := memstore.New()
+	update(t, s, func(tx store.Tx) error { _, err := Allocate(tx, req("first", pools, IPv6, IPv4)); return err })
+	update(t, s, func(tx store.Tx) error {
+		rec := &recordingTx{Tx: tx}
+		if _, err := Allocate(rec, req("second", pools, IPv6, IPv4)); err != nil {
+			return err
+		}
+		for _, l := range rec.lists {
+			if l != "blocks/node-a/" {
+				t.Errorf("allocation listed %q; want only its node's blocks", l)
+			}
+		}
+		return nil
+	})
+	err := s.Update(context.Background(), func(tx store.Tx) error {
+		r := req("bad", pools, IPv6)
+		r.Node = "a/b"
+		_, err := Allocate(tx, r)
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), "nodeName") {
+		t.Fatalf("a node name with '/': %v", err)
+	}
+}

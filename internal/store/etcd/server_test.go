@@ -1,0 +1,86 @@
+package etcd
+
+import (
+	"fmt"
+	"net"
+	"net/url"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+)
+
+// startEtcd runs a real single-member etcd on 127.0.0.1 with a data dir
+// under tb.TempDir(), stops it in cleanup, and returns its client URL. The
+// server is linked into the test binary only.
+func startEtcd(tb testing.TB) string {
+	tb.Helper()
+	endpoint, _ := startStoppableEtcd(tb)
+	return endpoint
+}
+
+// startStoppableEtcd is startEtcd that also returns a stop function, for
+// tests of a server that goes away; stopping twice is harmless.
+func startStoppableEtcd(tb testing.TB) (string, func()) {
+	tb.Helper()
+	cfg := embed.NewConfig()
+	cfg.Dir = tb.TempDir()
+	cfg.LogLevel = "fatal" // a normal shutdown logs errors about closed listeners
+	cfg.LogOutputs = []string{"stderr"}
+	client, peer := freeURL(tb), freeURL(tb)
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		tb.Fatalf("start embedded etcd: %v", err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			e.Close()
+			<-e.Server.StopNotify()
+		})
+	}
+	tb.Cleanup(stop)
+	select {
+	case <-e.Server.ReadyNotify():
+	case err := <-e.Err():
+		tb.Fatalf("embedded etcd: %v", err)
+	case <-time.After(30 * time.Second):
+		tb.Fatal("embedded etcd not ready after 30s")
+	}
+	return client.String(), stop
+}
+
+// freeURL picks a port nothing listens on. Another process could take it
+// before etcd binds it; that is rare enough for tests.
+func freeURL(tb testing.TB) url.URL {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer l.Close()
+	return url.URL{Scheme: "http", Host: l.Addr().String()}
+}
+
+var prefixes atomic.Int64
+
+// openFresh opens a Store on endpoint under a namespace no other test
+// uses, so tests can share one server; it closes the Store in cleanup.
+func openFresh(tb testing.TB, endpoint string, cfg Config) *Store {
+	tb.Helper()
+	cfg.Endpoints = []string{endpoint}
+	if cfg.Prefix == "" {
+		cfg.Prefix = fmt.Sprintf("/test/%d/", prefixes.Add(1))
+	}
+	s, err := Open(cfg)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = s.Close() })
+	return s
+}
