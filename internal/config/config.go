@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"net/url"
 	"sort"
 	"strings"
 
@@ -283,9 +284,20 @@ func parseDatastore(raw json.RawMessage, field string) (Datastore, error) {
 			return d, errf(field+".endpoints", "is for type \"etcd\": remove it, or set type to \"etcd\"")
 		}
 	case DatastoreEtcd:
-		return d, errf(field+".type", "\"etcd\" is not available in this build yet: use \"bolt\" (one host)")
+		if d.Path != "" {
+			return d, errf(field+".path", "is for type \"bolt\": remove it, or set type to \"bolt\"")
+		}
+		if len(d.Endpoints) == 0 {
+			return d, errf(field+".endpoints", "is missing: list the etcd client URLs, like [\"http://[fd00::1]:2379\"]")
+		}
+		for i, e := range d.Endpoints {
+			u, err := url.Parse(e)
+			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+				return d, errf(fmt.Sprintf("%s.endpoints[%d]", field, i), "%q is not an etcd URL: write it like \"http://[fd00::1]:2379\" or \"https://10.0.0.1:2379\"", e)
+			}
+		}
 	default:
-		return d, errf(field+".type", "%q is not a datastore: use \"bolt\"", d.Type)
+		return d, errf(field+".type", "%q is not a datastore: use \"bolt\" (one host) or \"etcd\" (a cluster)", d.Type)
 	}
 	return d, nil
 }

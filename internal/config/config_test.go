@@ -55,6 +55,9 @@ func TestParseErrors(t *testing.T) {
 		{`{"name":"n","ipam":{"type":"host-local"}}`, "ipam", "own addressing"},
 		{`{"type":"duet"}`, "name", "missing"},
 		{`{"name":"n","datastore":{"type":"consul"}}`, "datastore.type", "bolt"},
+		{`{"name":"n","datastore":{"type":"etcd"}}`, "datastore.endpoints", "missing"},
+		{`{"name":"n","datastore":{"type":"etcd","endpoints":["fd00::1:2379"]}}`, "datastore.endpoints[0]", "http://"},
+		{`{"name":"n","datastore":{"type":"etcd","endpoints":["http://[fd00::1]:2379"],"path":"/x"}}`, "datastore.path", "bolt"},
 		{`{"name":"n","datastore":{"path":"rel.db"}}`, "datastore.path", "absolute"},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
