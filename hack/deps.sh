@@ -4,7 +4,7 @@
 set -euo pipefail
 export PATH=/usr/local/go/bin:$PATH
 need=()
-for pkg in iproute2 iputils-ping procps nftables containernetworking-plugins iperf3 make radvd; do
+for pkg in iproute2 iputils-ping procps nftables containernetworking-plugins iperf3 make radvd bird2; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
