@@ -13,6 +13,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net"
 	"net/http"
@@ -20,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -28,12 +30,28 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/duetnet/duet/internal/agent"
+	"github.com/duetnet/duet/internal/bgp"
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/routing"
 	"github.com/duetnet/duet/internal/store"
 	"github.com/duetnet/duet/internal/store/open"
 )
+
+// peerList is --bgp-peer ADDR/ASN, repeatable.
+type peerList []bgp.Peer
+
+func (l *peerList) String() string { return fmt.Sprint(*l) }
+func (l *peerList) Set(s string) error {
+	addr, asn, ok := strings.Cut(s, "/")
+	a, err := netip.ParseAddr(addr)
+	n, err2 := strconv.ParseUint(asn, 10, 32)
+	if !ok || err != nil || err2 != nil {
+		return fmt.Errorf("%q: write a peer as ADDRESS/ASN, like fd00::1/65000 or 10.0.0.1/65000", s)
+	}
+	*l = append(*l, bgp.Peer{Addr: a, ASN: uint32(n)})
+	return nil
+}
 
 type addrList []netip.Addr
 
@@ -54,24 +72,40 @@ func main() {
 	var (
 		node     = flag.String("node-name", host, "this node's name (unique in the cluster)")
 		dbPath   = flag.String("datastore-path", config.DefaultBoltPath, "bolt datastore file (one host)")
-		routingM = flag.String("routing", routing.Direct, "how to reach other nodes: direct (on-link peers) or vxlan (both families over one tunnel)")
+		routingM = flag.String("routing", routing.Direct, "how to reach other nodes: direct (on-link peers), vxlan (both families over one tunnel) or bgp (advertise blocks to --bgp-peer routers, install what they advertise)")
 		interval = flag.Duration("interval", time.Second, "how often to reconcile")
 		sock     = flag.String("socket", "/run/duet/duetd.sock", "unix socket for duetctl")
 		httpAddr = flag.String("http", "127.0.0.1:9641", "address for /healthz and /metrics (empty: off)")
 		addrs    addrList
+		peers    peerList
+		asn      = flag.Uint("bgp-asn", 0, "this node's AS number (bgp routing)")
+		rid      = flag.String("bgp-router-id", "", "BGP router ID, an IPv4 address (default: the node's IPv4 address, or one derived from its name)")
 	)
+	flag.Var(&peers, "bgp-peer", "a BGP peer as ADDRESS/ASN (repeat); bgp routing")
 	flag.Var(&addrs, "address", "this node's underlay address (repeat, or comma-separated; default: the global addresses of the default-route interfaces)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(log, *node, *dbPath, *routingM, *interval, *sock, *httpAddr, addrs); err != nil {
+	var bgpCfg *bgp.Config
+	if *routingM == agent.BGP {
+		bgpCfg = &bgp.Config{ASN: uint32(*asn), Peers: peers, GracefulRestart: true}
+		if *rid != "" {
+			a, err := netip.ParseAddr(*rid)
+			if err != nil {
+				log.Error("--bgp-router-id is not an address", "value", *rid)
+				os.Exit(2)
+			}
+			bgpCfg.RouterID = a
+		}
+	}
+	if err := run(log, *node, *dbPath, *routingM, *interval, *sock, *httpAddr, addrs, bgpCfg); err != nil {
 		log.Error("duetd stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Duration, sock, httpAddr string, addrs []netip.Addr) error {
-	if routingMode != routing.Direct && routingMode != routing.VXLAN {
-		return fmt.Errorf("--routing %q: use %q or %q", routingMode, routing.Direct, routing.VXLAN)
+func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Duration, sock, httpAddr string, addrs []netip.Addr, bgpCfg *bgp.Config) error {
+	if routingMode != routing.Direct && routingMode != routing.VXLAN && routingMode != agent.BGP {
+		return fmt.Errorf("--routing %q: use %q, %q or %q", routingMode, routing.Direct, routing.VXLAN, agent.BGP)
 	}
 	mtu, err := kernel.DefaultRouteMTU()
 	if err != nil {
@@ -99,6 +133,22 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 		}, m, log)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	if bgpCfg != nil {
+		if !bgpCfg.RouterID.IsValid() {
+			bgpCfg.RouterID = routerID(node, addrs)
+		}
+		if err := bgpCfg.Validate(); err != nil {
+			return fmt.Errorf("bgp: %w", err)
+		}
+		sp := bgp.New(*bgpCfg, log)
+		if err := sp.Start(ctx); err != nil {
+			return fmt.Errorf("bgp: %w", err)
+		}
+		// Stop closes sessions the way a restart does (graceful restart):
+		// peers keep this node's routes until it is back.
+		defer sp.Stop()
+		a.WithSpeaker(sp)
+	}
 	if err := serveSocket(ctx, sock, a); err != nil {
 		return err
 	}
@@ -123,6 +173,21 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 	}
 	log.Info("duetd started", "node", node, "addresses", addrs, "routing", routingMode)
 	return a.Run(ctx)
+}
+
+// routerID is the node's IPv4 address, or on an IPv6-only node one made
+// from its name in 240.0.0.0/4 (reserved, never on the wire as an
+// address): a BGP identifier only has to be unique in the AS.
+func routerID(node string, addrs []netip.Addr) netip.Addr {
+	for _, a := range addrs {
+		if a.Is4() {
+			return a
+		}
+	}
+	h := fnv.New32a()
+	h.Write([]byte(node))
+	v := h.Sum32()
+	return netip.AddrFrom4([4]byte{240 | byte(v>>24)&0x0f, byte(v >> 16), byte(v >> 8), byte(v)})
 }
 
 // serveSocket answers GET /status on a unix socket, for duetctl.

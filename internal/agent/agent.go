@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/duetnet/duet/internal/bgp"
 	"github.com/duetnet/duet/internal/cluster"
 	"github.com/duetnet/duet/internal/ipam"
 	"github.com/duetnet/duet/internal/routing"
@@ -31,6 +32,10 @@ type Config struct {
 	UplinkMTU int
 }
 
+// BGP is the routing mode where a speaker advertises the node's blocks to
+// peers (real routers, or other nodes) and installs what they advertise.
+const BGP = "bgp"
+
 // Status is the agent's view after its last sync, served to duetctl.
 type Status struct {
 	Node      cluster.Node      `json:"node"`
@@ -40,6 +45,8 @@ type Status struct {
 	LastSync  time.Time         `json:"lastSync"`
 	LastError string            `json:"lastError,omitempty"`
 	Changed   int               `json:"changedLastSync"`
+	// Peers is the BGP sessions' state (bgp routing only).
+	Peers []bgp.PeerStatus `json:"peers,omitempty"`
 }
 
 // Metrics is what the agent reports; the prometheus adapter in cmd/duetd
@@ -62,6 +69,7 @@ type Agent struct {
 	kernel  func() (Kernel, func(), error)
 	metrics Metrics
 	log     *slog.Logger
+	speaker Speaker
 
 	mu     sync.Mutex
 	status Status
@@ -76,6 +84,9 @@ func New(cfg Config, open func() (store.Store, error), kernel func() (Kernel, fu
 	}
 	return &Agent{cfg: cfg, open: open, kernel: kernel, metrics: m, log: log}
 }
+
+// WithSpeaker gives the agent a started BGP speaker (bgp routing).
+func (a *Agent) WithSpeaker(s Speaker) *Agent { a.speaker = s; return a }
 
 // Status returns a copy of the last sync's status.
 func (a *Agent) Status() Status {
@@ -96,14 +107,19 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	t := time.NewTicker(a.cfg.Interval)
 	defer t.Stop()
+	var learned <-chan struct{}
+	if a.speaker != nil {
+		learned = a.speaker.Changed() // peers' routes changed: sync now
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			if err := a.Sync(ctx); err != nil {
-				a.log.Warn("sync failed", "err", err)
-			}
+		case <-learned:
+		}
+		if err := a.Sync(ctx); err != nil {
+			a.log.Warn("sync failed", "err", err)
 		}
 	}
 }
@@ -157,7 +173,14 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 	defer done()
 	var routes []routing.Route
 	var problems []routing.Problem
-	if a.cfg.Routing == routing.VXLAN {
+	if a.cfg.Routing == BGP {
+		if a.speaker == nil {
+			return errors.New("bgp routing without a BGP speaker")
+		}
+		if routes, err = planBGP(a.speaker, self.Name, self.Addrs, blocks); err != nil {
+			return fmt.Errorf("bgp: %w", err)
+		}
+	} else if a.cfg.Routing == routing.VXLAN {
 		if err := routing.ReconcileTunnel(k, self, nodes, a.cfg.UplinkMTU); err != nil {
 			return fmt.Errorf("vxlan: %w", err)
 		}
@@ -198,6 +221,9 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 	}
 	a.mu.Lock()
 	a.status.Node, a.status.Nodes, a.status.Problems = self, nodes, problems
+	if a.speaker != nil {
+		a.status.Peers = a.speaker.Peers()
+	}
 	a.status.Routes = a.status.Routes[:0]
 	for _, r := range routes {
 		a.status.Routes = append(a.status.Routes, r.String())

@@ -19,13 +19,17 @@ func Down(datadir string, out io.Writer) error {
 	if err != nil {
 		fmt.Fprintln(out, "warning:", err)
 	}
-	for _, pid := range s.PIDs {
+	for _, pid := range append(append([]int{}, s.PIDs...), s.RouterPID) {
+		if pid == 0 {
+			continue
+		}
 		if p, err := os.FindProcess(pid); err == nil && p.Signal(syscall.SIGTERM) == nil {
-			fmt.Fprintf(out, "stopped duetd pid %d\n", pid)
+			fmt.Fprintf(out, "stopped pid %d\n", pid)
 		}
 	}
 	// Any duetd started for the lab, even one whose pid was not saved.
 	_ = exec.Command("pkill", "-TERM", "-f", "duetd .*--datastore-path "+datadir).Run()
+	_ = exec.Command("pkill", "-TERM", "-f", "bird -c "+datadir).Run()
 	time.Sleep(100 * time.Millisecond)
 	ents, _ := os.ReadDir("/var/run/netns")
 	var errs []string

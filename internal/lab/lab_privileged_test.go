@@ -49,6 +49,7 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 		{"ipv6", "direct", "switched"}, {"dual", "direct", "switched"}, {"ipv4", "direct", "switched"},
 		{"ipv6", "vxlan", "switched"}, {"dual", "vxlan", "switched"}, {"ipv4", "vxlan", "switched"},
 		{"ipv6", "direct", "ndp-proxy"}, {"dual", "direct", "ndp-proxy"},
+		{"ipv6", "bgp", "routed"}, {"dual", "bgp", "routed"},
 	} {
 		fam := tc.fam
 		t.Run(tc.topology+"/"+tc.fam+"/"+tc.routing, func(t *testing.T) {
@@ -86,6 +87,18 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 			results := connectivity.Run(s)
 			if len(results) == 0 {
 				t.Fatal("no checks ran")
+			}
+			if tc.topology == "routed" {
+				// The router (BIRD) learned every block over BGP; pods on
+				// different nodes talk through it without NAT (checked by
+				// connectivity's source expectations).
+				if s.Underlay.Kind != "router" {
+					t.Fatalf("underlay %+v", s.Underlay)
+				}
+				routes := kerneltest.Run(t, "ip", "-n", s.Underlay.NetNS, "-6", "route", "show", "proto", "bird")
+				if !strings.Contains(routes, "fd00:d0e7::/122") || !strings.Contains(routes, "fd00:d0e7::40/122") {
+					t.Fatalf("BIRD did not install both nodes' IPv6 blocks:\n%s", routes)
+				}
 			}
 			if tc.topology == "ndp-proxy" {
 				// The neighbour has no route for any pod: every pod it

@@ -84,9 +84,11 @@ type State struct {
 	Underlay Underlay `json:"underlay"`
 	// Neighbour is set in the ndp-proxy topology: a host on the nodes'
 	// link with no route for any pod.
-	Neighbour *Endpoint  `json:"neighbour,omitempty"`
-	Pools     []string   `json:"pools"`
-	PIDs      []int      `json:"pids"`
+	Neighbour *Endpoint `json:"neighbour,omitempty"`
+	Pools     []string  `json:"pools"`
+	PIDs      []int     `json:"pids"`
+	// RouterPID is BIRD's, in the routed topology.
+	RouterPID int        `json:"routerPid,omitempty"`
 	Datadir   string     `json:"datadir"`
 	Ready     bool       `json:"ready"`
 	Extra     []Endpoint `json:"-"`
@@ -111,10 +113,14 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--pods-per-node %d: use 0 to 200", o.PodsPerNode)
 	case o.Family != "dual" && o.Family != "ipv6" && o.Family != "ipv4":
 		return fmt.Errorf("--family %q: use dual, ipv6 or ipv4", o.Family)
-	case o.Routing != "direct" && o.Routing != "vxlan":
-		return fmt.Errorf("--routing %q: use direct or vxlan", o.Routing)
-	case o.Topology != "" && o.Topology != "switched" && o.Topology != "ndp-proxy":
-		return fmt.Errorf("--topology %q: use switched or ndp-proxy", o.Topology)
+	case o.Routing != "direct" && o.Routing != "vxlan" && o.Routing != "bgp":
+		return fmt.Errorf("--routing %q: use direct, vxlan or bgp", o.Routing)
+	case o.Topology != "" && o.Topology != "switched" && o.Topology != "ndp-proxy" && o.Topology != "routed":
+		return fmt.Errorf("--topology %q: use switched, ndp-proxy or routed", o.Topology)
+	case o.Topology == "routed" && o.Routing != "bgp":
+		return fmt.Errorf("--topology routed puts each node on its own subnet behind a BGP router: use --routing bgp")
+	case o.Routing == "bgp" && o.Topology != "routed":
+		return fmt.Errorf("--routing bgp needs a router to peer with: use --topology routed")
 	case o.Topology == "ndp-proxy" && o.Nodes > 2:
 		return fmt.Errorf("--topology ndp-proxy carves a /26 from the uplink's IPv4 /24, two /27 blocks: use --nodes 2 or fewer")
 	}
@@ -147,6 +153,9 @@ func Plan(o Options, datadir string) State {
 			name := fmt.Sprintf("%s-pod%d", n.Name, j)
 			s.Pods = append(s.Pods, Pod{Name: name, NetNS: Prefix + name, Node: n.Name})
 		}
+	}
+	if o.Topology == "routed" {
+		return planRouted(s, o)
 	}
 	return s
 }

@@ -19,6 +19,10 @@ import (
 	"github.com/containernetworking/cni/libcni"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/bolt"
 )
 
 // DefaultDatadir holds the lab's state, datastore, sockets and logs.
@@ -94,9 +98,19 @@ func Up(ctx context.Context, o Options, binDir, datadir string, out io.Writer) (
 	step := func(format string, a ...any) {
 		fmt.Fprintf(out, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
 	}
-	step("switch %s", s.Underlay.NetNS)
-	if err := buildUnderlay(s); err != nil {
-		return s, err
+	if s.Underlay.Kind == "router" {
+		pid, err := buildRouted(s)
+		s.RouterPID = pid
+		if err != nil {
+			_ = s.save()
+			return s, err
+		}
+		step("router %s running BIRD (AS %d), pid %d", s.Underlay.NetNS, routerASN, pid)
+	} else {
+		step("switch %s", s.Underlay.NetNS)
+		if err := buildUnderlay(s); err != nil {
+			return s, err
+		}
 	}
 	for _, n := range s.Nodes {
 		pid, err := startDuetd(binDir, s, n)
@@ -215,9 +229,15 @@ func startDuetd(binDir string, s State, n Node) (int, error) {
 		return 0, err
 	}
 	defer logf.Close()
-	cmd := exec.Command("ip", "netns", "exec", n.NetNS, filepath.Join(binDir, "duetd"),
+	args := []string{"netns", "exec", n.NetNS, filepath.Join(binDir, "duetd"),
 		"--node-name", n.Name, "--address", strings.Join(addrs, ","), "--routing", s.Options.Routing,
-		"--datastore-path", filepath.Join(s.Datadir, "duet.db"), "--socket", sockPath(s, n), "--http", "", "--interval", "200ms")
+		"--datastore-path", filepath.Join(s.Datadir, "duet.db"), "--socket", sockPath(s, n), "--http", "", "--interval", "200ms"}
+	for i, m := range s.Nodes {
+		if m.Name == n.Name {
+			args = append(args, duetdRoutingArgs(s, i+1)...)
+		}
+	}
+	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives duetctl
 	if err := cmd.Start(); err != nil {
@@ -337,6 +357,24 @@ func NodeStatus(s State, n Node) (map[string]any, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
+// countBlocks reads how many blocks the lab's store holds.
+func countBlocks(s State) int {
+	st, err := bolt.Open(filepath.Join(s.Datadir, "duet.db"), bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return -1
+	}
+	defer st.Close()
+	n := -1
+	_ = st.View(context.Background(), func(tx store.Tx) error {
+		bs, err := ipam.Blocks(tx)
+		if err == nil {
+			n = len(bs)
+		}
+		return err
+	})
+	return n
+}
+
 // waitConverged waits until every duetd sees every node and has no
 // problems, and has synced since the last pod was added.
 func waitConverged(ctx context.Context, s State, limit time.Duration) error {
@@ -344,6 +382,10 @@ func waitConverged(ctx context.Context, s State, limit time.Duration) error {
 	since := time.Now()
 	for {
 		ok, why := true, ""
+		blocks := -1
+		if s.Options.Routing == "bgp" {
+			blocks = countBlocks(s)
+		}
 		for _, n := range s.Nodes {
 			st, err := NodeStatus(s, n)
 			if err != nil {
@@ -354,6 +396,12 @@ func waitConverged(ctx context.Context, s State, limit time.Duration) error {
 			last, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(st["lastSync"]))
 			if len(nodes) != len(s.Nodes) || st["problems"] != nil || st["lastError"] != nil || last.Before(since) {
 				ok, why = false, fmt.Sprintf("%s: sees %d of %d nodes, problems %v, error %v", n.Name, len(nodes), len(s.Nodes), st["problems"], st["lastError"])
+				break
+			}
+			// With BGP, every block must have come back from the router:
+			// own ones as blackholes, the others as learned routes.
+			if routes, _ := st["routes"].([]any); blocks >= 0 && len(routes) < blocks {
+				ok, why = false, fmt.Sprintf("%s: has %d routes of %d blocks; BGP peers %v", n.Name, len(routes), blocks, st["peers"])
 				break
 			}
 		}
