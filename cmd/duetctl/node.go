@@ -2,16 +2,21 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/duetnet/duet/internal/agent"
 	"github.com/duetnet/duet/internal/cni"
 )
 
@@ -24,8 +29,61 @@ func nodeCmd() *cobra.Command {
 		RunE:  func(*cobra.Command, []string) error { return showSysctls(asJSON) },
 	}
 	sys.Flags().BoolVar(&asJSON, "json", false, "print JSON")
-	cmd.AddCommand(sys)
+	var sock string
+	var statusJSON bool
+	status := &cobra.Command{
+		Use:   "status",
+		Short: "Ask this node's duetd for its routes, cluster view and BGP peers",
+		RunE:  func(*cobra.Command, []string) error { return nodeStatus(sock, statusJSON) },
+	}
+	status.Flags().StringVar(&sock, "socket", "/run/duet/duetd.sock", "duetd's status socket")
+	status.Flags().BoolVar(&statusJSON, "json", false, "print JSON")
+	cmd.AddCommand(sys, status)
 	return cmd
+}
+
+func nodeStatus(sock string, asJSON bool) error {
+	c := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+	}}}
+	resp, err := c.Get("http://duetd/status")
+	if err != nil {
+		return fmt.Errorf("duetd is not answering on %s (%v): is it running? (--socket)", sock, err)
+	}
+	defer resp.Body.Close()
+	var st agent.Status
+	if err := json.NewDecoder(resp.Body).Decode(&st); err != nil {
+		return err
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	fmt.Printf("node %s %v routing %s, last sync %s ago", st.Node.Name, st.Node.Addrs, st.Node.Routing, time.Since(st.LastSync).Round(time.Millisecond))
+	if st.LastError != "" {
+		fmt.Printf(", error: %s", st.LastError)
+	}
+	fmt.Printf("\n\nnodes:\n")
+	for _, n := range st.Nodes {
+		fmt.Printf("  %s %v\n", n.Name, n.Addrs)
+	}
+	fmt.Printf("\nroutes (proto 201):\n")
+	for _, r := range st.Routes {
+		fmt.Printf("  %s\n", r)
+	}
+	for _, p := range st.Problems {
+		fmt.Printf("problem: %s: %s\n", p.Node, p.Msg)
+	}
+	if len(st.Peers) > 0 {
+		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(w, "\nBGP PEER\tASN\tSTATE\tUPTIME\tRECEIVED\tACCEPTED\tADVERTISED\tLAST ERROR")
+		for _, p := range st.Peers {
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Addr, p.ASN, p.State, p.Uptime.Round(time.Second), p.Received, p.Accepted, p.Advertised, p.LastError)
+		}
+		w.Flush()
+	}
+	return nil
 }
 
 // sysctlRow is one sysctl with the value duet wants and why.
