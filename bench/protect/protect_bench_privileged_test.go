@@ -165,4 +165,3 @@ func iperf(b *testing.B, cli, srv, dst string) float64 {
 	}
 	return r.End.SumReceived.BitsPerSecond / 1e9
 }
-

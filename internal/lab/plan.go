@@ -20,6 +20,9 @@ type Options struct {
 	// their own pools) or "ndp-proxy" (pods take addresses from the
 	// nodes' shared uplink prefix and are answered for by NDP proxy).
 	Topology string `json:"topology"`
+	// BlockSize6 overrides the IPv6 pool's block size (benchmarks use
+	// small blocks to see many block claims); 0 keeps the default.
+	BlockSize6 int `json:"blockSize6,omitempty"`
 }
 
 // Fixed lab prefixes: documentation-sized ULA and private ranges that

@@ -282,6 +282,9 @@ func ConfList(s State, node string) ([]byte, error) {
 		if p == ProxyPool4.String() {
 			pool["blockSize"] = proxyBlockSize4
 		}
+		if s.Options.BlockSize6 != 0 && strings.Contains(p, ":") {
+			pool["blockSize"] = s.Options.BlockSize6
+		}
 		pools = append(pools, pool)
 	}
 	plugin := map[string]any{
