@@ -25,7 +25,7 @@ fuzz:
 	$(GO) test ./internal/config/ -run XXX -fuzz FuzzParse -fuzztime 60s
 
 bench: build
-	$(GO) test -run XXX -bench . -benchtime 1x -count 1 -timeout 30m ./bench/...
+	$(GO) test -run XXX -bench . -benchtime 1x -count 1 -timeout 30m ./bench/... ./internal/bgp/ ./internal/store/etcd/
 
 demo: build
 	./bin/duetctl demo
