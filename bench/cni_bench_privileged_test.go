@@ -3,7 +3,9 @@
 // dual-stack range pair) in one run, as root (issue 2):
 //
 //   - ADD and DEL latency, p50 and p99, over N pods (200 by default; set
-//     DUET_BENCH_PODS to change it), run one after another and 16 at once;
+//     DUET_BENCH_PODS to change it), run one after another (the plugins
+//     taking turns pod by pod) and 16 at once (in halves: duet, reference,
+//     reference, duet), so both see the same machine;
 //   - for every pod of the sequential run, the time from ADD's return until
 //     the pod's first ICMPv6 echo to its IPv6 gateway is answered: duet's
 //     fe80::1 on eth0, the reference's bridge address fd00:bf::1; the echo
