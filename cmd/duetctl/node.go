@@ -156,7 +156,8 @@ func showSysctls(asJSON bool) error {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
 			var e cni.SysctlLogEntry
-			if json.Unmarshal(sc.Bytes(), &e) == nil {
+			// Only this namespace's: a lab's nodes share the file.
+			if json.Unmarshal(sc.Bytes(), &e) == nil && (e.NetNS == "" || e.NetNS == cni.CurrentNetNS()) {
 				r.Changes = append(r.Changes, e)
 			}
 		}

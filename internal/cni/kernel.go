@@ -56,6 +56,16 @@ type SysctlLogEntry struct {
 	Old  string `json:"old"`
 	New  string `json:"new"`
 	By   string `json:"by"`
+	// NetNS identifies the network namespace changed ("net:[4026531840]"):
+	// the file is per machine, but a lab's nodes are namespaces of it.
+	NetNS string `json:"netns"`
+}
+
+// CurrentNetNS names the calling thread's network namespace the way
+// SysctlLogEntry.NetNS does.
+func CurrentNetNS() string {
+	s, _ := os.Readlink("/proc/thread-self/ns/net")
+	return s
 }
 
 func logSysctlChanges(path string, changes []kernel.SysctlChange) {
@@ -72,7 +82,7 @@ func logSysctlChanges(path string, changes []kernel.SysctlChange) {
 	defer f.Close()
 	now := time.Now().UTC().Format(time.RFC3339)
 	for _, c := range changes {
-		line, _ := json.Marshal(SysctlLogEntry{Time: now, Name: c.Name, Old: c.Old, New: c.New, By: "duet CNI plugin"})
+		line, _ := json.Marshal(SysctlLogEntry{Time: now, Name: c.Name, Old: c.Old, New: c.New, By: "duet CNI plugin", NetNS: CurrentNetNS()})
 		f.Write(append(line, '\n'))
 	}
 }
