@@ -102,6 +102,14 @@ type kernelFirewall struct{}
 
 func (kernelFirewall) Apply(script string) error { return kernel.NFTApply(script) }
 
+func (kernelFirewall) ApplyFast(op firewall.FastOp) error {
+	b := kernel.NFTSetElements{Family: op.Family, Table: firewall.Table, CheckSet: op.CheckSet, CheckKey: op.CheckKey, Add: op.Add}
+	for _, e := range op.Elements {
+		b.Elements = append(b.Elements, kernel.NFTElement{Family: e.Family, Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd})
+	}
+	return kernel.NFTApplyElements(b)
+}
+
 func (kernelFirewall) CheckPod(pod firewall.Pod) error {
 	fam := knftables.InetFamily
 	if pod.Bridged {

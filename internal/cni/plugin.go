@@ -56,6 +56,9 @@ type Host interface {
 type Firewall interface {
 	// Apply runs an nft script as one transaction.
 	Apply(script string) error
+	// ApplyFast changes a pod's set elements over netlink, in one batch,
+	// if the table is marked current; any error means nothing changed.
+	ApplyFast(firewall.FastOp) error
 	// CheckPod verifies a pod's protections are in place and unmodified.
 	CheckPod(firewall.Pod) error
 }

@@ -88,6 +88,9 @@ func (f *fakeFirewall) Apply(script string) error {
 	return nil
 }
 
+// ApplyFast always refuses, so the tests see the nft scripts.
+func (f *fakeFirewall) ApplyFast(firewall.FastOp) error { return errors.New("fake: no netlink") }
+
 func (f *fakeFirewall) CheckPod(pod firewall.Pod) error {
 	if !f.pods[pod.HostIf] {
 		return errors.New("pod elements missing")

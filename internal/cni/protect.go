@@ -56,9 +56,15 @@ func (p *Plugin) protect(n *config.Network, pod firewall.Pod, pools []ipam.Pool)
 	if !n.Protections {
 		return nil
 	}
-	// Fast path: elements only, into a table that holds this version's
-	// rules. It fails as a whole when the table is missing or older; then
-	// the table is rewritten with the elements, in one transaction too.
+	// Fastest: the pod's elements over netlink, no nft process, when the
+	// table is marked as holding this version's rules and these pools.
+	if op, err := firewall.FastAddPod(pod, fwPools(pools)); err == nil && p.Firewall.ApplyFast(op) == nil {
+		return nil
+	}
+	// Then elements only through nft, into a table that holds this
+	// version's rules. It fails as a whole when the table is missing or
+	// older; then the table is rewritten with the elements, in one
+	// transaction too.
 	if fast, err := firewall.AddPodElementsScript(pod, fwPools(pools)); err == nil && p.Firewall.Apply(fast) == nil {
 		return nil
 	}
@@ -75,6 +81,9 @@ func (p *Plugin) protect(n *config.Network, pod firewall.Pod, pools []ipam.Pool)
 // unprotect removes the pod's elements; it succeeds when they are gone.
 func (p *Plugin) unprotect(n *config.Network, pod firewall.Pod) error {
 	if !n.Protections {
+		return nil
+	}
+	if op, err := firewall.FastRemovePod(pod, nil); err == nil && p.Firewall.ApplyFast(op) == nil {
 		return nil
 	}
 	if fast, err := firewall.RemovePodElementsScript(pod); err == nil && p.Firewall.Apply(fast) == nil {

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/kernel/kerneltest"
 )
 
@@ -59,6 +62,73 @@ func TestScriptsLoadInRealNFT(t *testing.T) {
 		}
 		if strings.Contains(string(out), `"dt1"`) || !strings.Contains(string(out), `"dt2"`) {
 			t.Fatalf("bridged=%v: after removing dt1 the ruleset is:\n%s", bridged, out)
+		}
+	}
+}
+
+func listSets(t *testing.T, netns string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", netns, "nft", "list", "ruleset").CombinedOutput()
+	if err != nil {
+		t.Fatalf("nft list ruleset: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// TestNetlinkFastPathMatchesNFT: the raw elements the netlink fast path
+// writes are exactly those nft writes, and its delete removes them.
+func TestNetlinkFastPathMatchesNFT(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	for _, bridged := range []bool{false, true} {
+		path := kerneltest.NetNS(t)
+		name := kerneltest.NetNSName(path)
+		p := Pod{HostIf: "dt7", MAC: net.HardwareAddr{2, 1, 2, 3, 4, 7}, Bridged: bridged,
+			Addrs:          []netip.Addr{netip.MustParseAddr("fd00:1::7"), netip.MustParseAddr("10.7.0.7")},
+			AllowedSources: []netip.Prefix{netip.MustParsePrefix("2001:db8:9::/64"), netip.MustParsePrefix("192.0.2.0/24")}}
+		base := Pod{HostIf: "dt8", MAC: net.HardwareAddr{2, 1, 2, 3, 4, 8}, Bridged: bridged, Addrs: []netip.Addr{netip.MustParseAddr("fd00:1::8")}}
+		script, _ := AddPodScript(base, pool) // writes the table and its markers
+		nft(t, name, script)
+		empty := listSets(t, name)
+		script, _ = AddPodScript(p, pool)
+		nft(t, name, script)
+		viaNFT := listSets(t, name)
+		script, _ = RemovePodScript(p)
+		nft(t, name, script)
+		if got := listSets(t, name); got != empty {
+			t.Fatalf("nft remove did not restore the table")
+		}
+		apply := func(op FastOp) error {
+			h, err := ns.GetNS(path)
+			if err != nil {
+				return err
+			}
+			defer h.Close()
+			return h.Do(func(ns.NetNS) error {
+				b := kernel.NFTSetElements{Family: op.Family, Table: Table, CheckSet: op.CheckSet, CheckKey: op.CheckKey, Add: op.Add}
+				for _, e := range op.Elements {
+					b.Elements = append(b.Elements, kernel.NFTElement{Family: e.Family, Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd})
+				}
+				return kernel.NFTApplyElements(b)
+			})
+		}
+		add, _ := FastAddPod(p, pool)
+		if err := apply(add); err != nil {
+			t.Fatalf("bridged=%v: netlink add: %v", bridged, err)
+		}
+		if got := listSets(t, name); got != viaNFT {
+			t.Fatalf("bridged=%v: netlink and nft wrote different elements:\n%s\n---\n%s", bridged, viaNFT, got)
+		}
+		del, _ := FastRemovePod(p, nil)
+		if err := apply(del); err != nil {
+			t.Fatalf("bridged=%v: netlink delete: %v", bridged, err)
+		}
+		if got := listSets(t, name); got != empty {
+			t.Fatalf("bridged=%v: netlink delete left:\n%s", bridged, got)
+		}
+		// Other pools than the table's: the fast path must refuse.
+		other, _ := FastAddPod(p, []Pool{{CIDR: netip.MustParsePrefix("fd00:99::/48"), NAT: true}})
+		if err := apply(other); err == nil {
+			t.Fatalf("bridged=%v: fast path accepted pools the table has no NAT elements for", bridged)
 		}
 	}
 }

@@ -62,15 +62,7 @@ func (p Pod) elements() ([]*knftables.Element, error) {
 		return &knftables.Element{Family: fam, Table: Table, Set: set, Key: key}
 	}
 	out := []*knftables.Element{el(setPods, p.HostIf), el(setMACs, p.HostIf, p.MAC.String())}
-	var srcs []netip.Prefix
-	for _, a := range p.Addrs {
-		srcs = append(srcs, netip.PrefixFrom(a, a.BitLen()))
-	}
-	if ll, ok := LinkLocal(p.MAC); ok && hasIPv6(p.Addrs) {
-		srcs = append(srcs, netip.PrefixFrom(ll, 128))
-	}
-	srcs = append(srcs, p.AllowedSources...)
-	for _, s := range uncovered(srcs) {
+	for _, s := range p.sources() {
 		set := setAddrs4
 		if s.Addr().Is6() {
 			set = setAddrs6
@@ -79,6 +71,20 @@ func (p Pod) elements() ([]*knftables.Element, error) {
 		out = append(out, el(set, p.HostIf, prefixString(s)))
 	}
 	return out, nil
+}
+
+// sources are the prefixes p may send from: its addresses, its EUI-64
+// link-local address when it has IPv6, and its allowed prefixes, with
+// none inside another.
+func (p Pod) sources() []netip.Prefix {
+	var srcs []netip.Prefix
+	for _, a := range p.Addrs {
+		srcs = append(srcs, netip.PrefixFrom(a, a.BitLen()))
+	}
+	if ll, ok := LinkLocal(p.MAC); ok && hasIPv6(p.Addrs) {
+		srcs = append(srcs, netip.PrefixFrom(ll, 128))
+	}
+	return uncovered(append(srcs, p.AllowedSources...))
 }
 
 // uncovered drops every prefix that another one in ps contains (and
@@ -167,7 +173,19 @@ func AddPod(tx *knftables.Transaction, pod Pod, pools []Pool) error {
 	for _, e := range append(poolElements(pools), els...) {
 		tx.Add(e)
 	}
+	addMarkers(tx, pod, pools)
 	return nil
+}
+
+// addMarkers records in the pod's table (and inet's) that it holds this
+// version's rules ("v") and these pools' NAT elements: what the netlink
+// fast path checks before it changes elements alone.
+func addMarkers(tx *knftables.Transaction, pod Pod, pools []Pool) {
+	for _, fam := range []knftables.Family{knftables.InetFamily, pod.family()} {
+		for _, k := range []string{"v", poolsMarker(pools)} {
+			tx.Add(&knftables.Element{Family: fam, Table: Table, Set: markerSet(), Key: []string{k}})
+		}
+	}
 }
 
 // AddPodElements fills tx with pod's and the pools' elements only, for a
@@ -190,6 +208,7 @@ func AddPodElements(tx *knftables.Transaction, pod Pod, pools []Pool) error {
 	for _, e := range append(poolElements(pools), els...) {
 		tx.Add(e)
 	}
+	addMarkers(tx, pod, pools)
 	return nil
 }
 

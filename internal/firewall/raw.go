@@ -1,0 +1,118 @@
+package firewall
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"net/netip"
+
+	"sigs.k8s.io/knftables"
+)
+
+// RawElement is a set element as the kernel stores it: key bytes (and the
+// inclusive end of a range, for concatenated interval sets). It lets ADD
+// and DEL change a pod's elements over netlink in one batch, without
+// running nft, when the table is known to be current.
+type RawElement struct {
+	Family knftables.Family
+	Set    string
+	Key    []byte
+	KeyEnd []byte
+}
+
+// FastOp is one netlink batch: check that Check's marker element exists
+// (the table holds this version's rules and these pools), then add or
+// delete Elements. If the check fails, the caller falls back to the nft
+// scripts, which write the table whole.
+type FastOp struct {
+	Family   knftables.Family
+	CheckSet string
+	CheckKey []byte
+	Add      bool
+	Elements []RawElement
+}
+
+// poolsMarker names the pools a table has NAT elements for, as an element
+// of the marker set (an ifname: at most 15 bytes).
+func poolsMarker(pools []Pool) string {
+	h := sha256.New()
+	for _, p := range pools {
+		fmt.Fprintf(h, "%s %v\n", p.CIDR.Masked(), p.NAT)
+	}
+	return "p" + hex.EncodeToString(h.Sum(nil))[:14]
+}
+
+// ifname encodes an interface name as nft's ifname type: 16 bytes.
+func ifname(s string) []byte {
+	b := make([]byte, 16)
+	copy(b, s)
+	return b
+}
+
+// pad4 pads a concatenation component to a 32-bit register boundary.
+func pad4(b []byte) []byte {
+	for len(b)%4 != 0 {
+		b = append(b, 0)
+	}
+	return b
+}
+
+func addrBytes(a netip.Addr) []byte {
+	if a.Is4() {
+		v := a.As4()
+		return v[:]
+	}
+	v := a.As16()
+	return v[:]
+}
+
+func lastAddr(p netip.Prefix) netip.Addr {
+	p = p.Masked()
+	b := p.Addr().AsSlice()
+	for i := p.Bits(); i < len(b)*8; i++ {
+		b[i/8] |= 0x80 >> (i % 8)
+	}
+	a, _ := netip.AddrFromSlice(b)
+	return a
+}
+
+// FastAddPod is AddPod's elements as one netlink batch; FastRemovePod is
+// RemovePod's. pools only choose the marker that must be present: the
+// pools' own elements are written by the nft path.
+func FastAddPod(pod Pod, pools []Pool) (FastOp, error)    { return fastOp(pod, pools, true) }
+func FastRemovePod(pod Pod, pools []Pool) (FastOp, error) { return fastOp(pod, pools, false) }
+
+func fastOp(pod Pod, pools []Pool, add bool) (FastOp, error) {
+	if pod.HostIf == "" || len(pod.MAC) != 6 {
+		return FastOp{}, fmt.Errorf("firewall: pod needs a host interface and a MAC (got %q, %v)", pod.HostIf, pod.MAC)
+	}
+	fam := pod.family()
+	// ADD needs this version's rules and these pools' NAT elements; DEL
+	// only this version's rules.
+	check := "v"
+	if add {
+		check = poolsMarker(pools)
+	}
+	op := FastOp{Family: fam, CheckSet: markerSet(), CheckKey: ifname(check), Add: add}
+	name := ifname(pod.HostIf)
+	cat := func(parts ...[]byte) []byte {
+		var out []byte
+		for _, p := range parts {
+			out = append(out, pad4(p)...)
+		}
+		return out
+	}
+	op.Elements = append(op.Elements,
+		RawElement{Family: fam, Set: setPods, Key: name},
+		RawElement{Family: fam, Set: setMACs, Key: cat(name, pod.MAC)})
+	for _, src := range pod.sources() {
+		first, last := cat(name, addrBytes(src.Masked().Addr())), cat(name, addrBytes(lastAddr(src)))
+		set := setAddrs4
+		if src.Addr().Is6() {
+			set = setAddrs6
+			op.Elements = append(op.Elements, RawElement{Family: fam, Set: setNDTargets, Key: first, KeyEnd: last})
+		}
+		op.Elements = append(op.Elements, RawElement{Family: fam, Set: set, Key: first, KeyEnd: last})
+	}
+	return op, nil
+}
