@@ -97,4 +97,3 @@ func NFTApplyElements(b NFTSetElements) error {
 	}
 	return nil
 }
-
