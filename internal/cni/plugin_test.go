@@ -17,6 +17,7 @@ import (
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/podnet"
 	"github.com/duetnet/duet/internal/store"
 	"github.com/duetnet/duet/internal/store/memstore"
@@ -397,3 +398,25 @@ func TestProtectionsOff(t *testing.T) {
 		t.Fatalf("protections off, yet nft ran: %v", fw.scripts)
 	}
 }
+
+// TestNoNFTables: with protections on and nftables unusable, ADD fails
+// with code 102 and a message saying how to fix it, and leaves nothing.
+func TestNoNFTables(t *testing.T) {
+	p, net, s, _ := newPlugin(t)
+	p.Firewall = brokenFirewall{}
+	err := p.Add(args("c1", dualConf))
+	if code(err) != ErrNoFirewall || !strings.Contains(err.Error(), `"protections": false`) {
+		t.Fatalf("got %v (code %d)", err, code(err))
+	}
+	if len(allocations(t, s)) != 0 || len(net.specs) != 0 {
+		t.Fatal("a failed ADD left something behind")
+	}
+}
+
+type brokenFirewall struct{}
+
+func (brokenFirewall) Apply(string) error {
+	return fmt.Errorf("%w: the nft command is missing (install Debian's nftables package)", kernel.ErrNoNFTables)
+}
+func (brokenFirewall) ApplyFast(firewall.FastOp) error { return kernel.ErrNoNFTables }
+func (brokenFirewall) CheckPod(firewall.Pod) error     { return kernel.ErrNoNFTables }
