@@ -43,13 +43,36 @@ type peerList []bgp.Peer
 
 func (l *peerList) String() string { return fmt.Sprint(*l) }
 func (l *peerList) Set(s string) error {
-	addr, asn, ok := strings.Cut(s, "/")
+	fields := strings.Split(s, ",")
+	addr, asn, ok := strings.Cut(fields[0], "/")
 	a, err := netip.ParseAddr(addr)
 	n, err2 := strconv.ParseUint(asn, 10, 32)
 	if !ok || err != nil || err2 != nil {
-		return fmt.Errorf("%q: write a peer as ADDRESS/ASN, like fd00::1/65000 or 10.0.0.1/65000", s)
+		return fmt.Errorf("%q: write a peer as ADDRESS/ASN[,password=P][,hold=90s][,multihop=TTL], like fd00::1/65000", s)
 	}
-	*l = append(*l, bgp.Peer{Addr: a, ASN: uint32(n)})
+	p := bgp.Peer{Addr: a, ASN: uint32(n)}
+	for _, f := range fields[1:] {
+		k, v, _ := strings.Cut(f, "=")
+		switch k {
+		case "password":
+			p.Password = v
+		case "hold":
+			d, err := time.ParseDuration(v)
+			if err != nil {
+				return fmt.Errorf("%q: hold=%q is not a duration like 90s", s, v)
+			}
+			p.HoldTime = d
+		case "multihop":
+			ttl, err := strconv.ParseUint(v, 10, 8)
+			if err != nil {
+				return fmt.Errorf("%q: multihop=%q is not a TTL (1-255)", s, v)
+			}
+			p.Multihop = uint32(ttl)
+		default:
+			return fmt.Errorf("%q: unknown option %q: use password=, hold= or multihop=", s, k)
+		}
+	}
+	*l = append(*l, p)
 	return nil
 }
 
@@ -81,7 +104,7 @@ func main() {
 		asn      = flag.Uint("bgp-asn", 0, "this node's AS number (bgp routing)")
 		rid      = flag.String("bgp-router-id", "", "BGP router ID, an IPv4 address (default: the node's IPv4 address, or one derived from its name)")
 	)
-	flag.Var(&peers, "bgp-peer", "a BGP peer as ADDRESS/ASN (repeat); bgp routing")
+	flag.Var(&peers, "bgp-peer", "a BGP peer as ADDRESS/ASN[,password=P][,hold=90s][,multihop=TTL] (repeat); bgp routing")
 	flag.Var(&addrs, "address", "this node's underlay address (repeat, or comma-separated; default: the global addresses of the default-route interfaces)")
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
