@@ -360,6 +360,21 @@ func NodeStatus(s State, n Node) (map[string]any, error) {
 	return st, json.NewDecoder(resp.Body).Decode(&st)
 }
 
+// allEstablished says whether every peer in a status's "peers" is up.
+func allEstablished(peers any) bool {
+	list, _ := peers.([]any)
+	if len(list) == 0 {
+		return false
+	}
+	for _, p := range list {
+		m, _ := p.(map[string]any)
+		if fmt.Sprint(m["State"]) != "established" && fmt.Sprint(m["state"]) != "established" {
+			return false
+		}
+	}
+	return true
+}
+
 // countBlocks reads how many blocks the lab's store holds.
 func countBlocks(s State) int {
 	st, err := bolt.Open(filepath.Join(s.Datadir, "duet.db"), bolt.Options{ReadOnly: true, Timeout: time.Second})
@@ -403,6 +418,10 @@ func waitConverged(ctx context.Context, s State, limit time.Duration) error {
 			}
 			// With BGP, every block must have come back from the router:
 			// own ones as blackholes, the others as learned routes.
+			if s.Options.Routing == "bgp" && !allEstablished(st["peers"]) {
+				ok, why = false, fmt.Sprintf("%s: BGP sessions not all established: %v", n.Name, st["peers"])
+				break
+			}
 			if routes, _ := st["routes"].([]any); blocks >= 0 && len(routes) < blocks {
 				ok, why = false, fmt.Sprintf("%s: has %d routes of %d blocks; BGP peers %v", n.Name, len(routes), blocks, st["peers"])
 				break
