@@ -122,7 +122,9 @@ func (kernelFirewall) CheckPod(pod firewall.Pod) error {
 	return firewall.CheckPod(context.Background(), t, pod)
 }
 
-func (kernelHost) CheckPools(pools []netip.Prefix) error {
+// onHost runs fn with a handle on the host namespace and its uplinks'
+// on-link prefixes.
+func onHost(fn func(host *kernel.NS, onlink []kernel.OnLinkPrefix) error) error {
 	host, err := kernel.HostNS()
 	if err != nil {
 		return err
@@ -132,30 +134,29 @@ func (kernelHost) CheckPools(pools []netip.Prefix) error {
 	if err != nil {
 		return err
 	}
-	return routing.CheckPoolsAgainstUplinks(onlink, pools)
+	return fn(host, onlink)
+}
+
+func (kernelHost) CheckPools(pools []netip.Prefix) error {
+	return onHost(func(_ *kernel.NS, onlink []kernel.OnLinkPrefix) error {
+		return routing.CheckPoolsAgainstUplinks(onlink, pools)
+	})
 }
 
 func (kernelHost) ProxyPods(pools []netip.Prefix, addrs []netip.Addr) error {
-	host, err := kernel.HostNS()
-	if err != nil {
-		return err
-	}
-	defer host.Close()
-	onlink, err := host.OnLinkPrefixes()
-	if err != nil {
-		return err
-	}
-	for _, e := range routing.ProxyPlan(onlink, pools, addrs) {
-		changes, err := host.AddProxyEntry(e)
-		for _, c := range changes {
-			fmt.Fprintf(os.Stderr, "duet: sysctl %s\n", c)
+	return onHost(func(host *kernel.NS, onlink []kernel.OnLinkPrefix) error {
+		for _, e := range routing.ProxyPlan(onlink, pools, addrs) {
+			changes, err := host.AddProxyEntry(e)
+			for _, c := range changes {
+				fmt.Fprintf(os.Stderr, "duet: sysctl %s\n", c)
+			}
+			logSysctlChanges(SysctlLogPath, changes)
+			if err != nil {
+				return err
+			}
 		}
-		logSysctlChanges(SysctlLogPath, changes)
-		if err != nil {
-			return err
-		}
-	}
-	return nil
+		return nil
+	})
 }
 
 func (kernelHost) UnproxyPods(addrs []netip.Addr) error {
