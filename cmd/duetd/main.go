@@ -102,6 +102,7 @@ func main() {
 		addrs    addrList
 		peers    peerList
 		asn      = flag.Uint("bgp-asn", 0, "this node's AS number (bgp routing)")
+		mesh     = flag.Bool("bgp-mesh", false, "peer every other registered node over iBGP in --bgp-asn (bgp routing)")
 		rid      = flag.String("bgp-router-id", "", "BGP router ID, an IPv4 address (default: the node's IPv4 address, or one derived from its name)")
 	)
 	flag.Var(&peers, "bgp-peer", "a BGP peer as ADDRESS/ASN[,password=P][,hold=90s][,multihop=TTL] (repeat); bgp routing")
@@ -120,13 +121,17 @@ func main() {
 			bgpCfg.RouterID = a
 		}
 	}
-	if err := run(log, *node, *dbPath, *routingM, *interval, *sock, *httpAddr, addrs, bgpCfg); err != nil {
+	var meshASN uint32
+	if *mesh {
+		meshASN = uint32(*asn)
+	}
+	if err := run(log, *node, *dbPath, *routingM, *interval, *sock, *httpAddr, addrs, bgpCfg, meshASN); err != nil {
 		log.Error("duetd stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Duration, sock, httpAddr string, addrs []netip.Addr, bgpCfg *bgp.Config) error {
+func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Duration, sock, httpAddr string, addrs []netip.Addr, bgpCfg *bgp.Config, meshASN uint32) error {
 	if routingMode != routing.Direct && routingMode != routing.VXLAN && routingMode != agent.BGP {
 		return fmt.Errorf("--routing %q: use %q, %q or %q", routingMode, routing.Direct, routing.VXLAN, agent.BGP)
 	}
@@ -143,7 +148,7 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 	id := make([]byte, 8)
 	_, _ = rand.Read(id)
 	m := newMetrics()
-	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: hex.EncodeToString(id), UplinkMTU: mtu},
+	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: hex.EncodeToString(id), UplinkMTU: mtu, MeshASN: meshASN},
 		func() (store.Store, error) {
 			return open.Store(config.Datastore{Type: config.DatastoreBolt, Path: dbPath})
 		},

@@ -30,6 +30,9 @@ type Config struct {
 	Instance string
 	// UplinkMTU sizes the VXLAN device (vxlan routing only).
 	UplinkMTU int
+	// MeshASN, when set with bgp routing, peers every other node in that
+	// AS (a node-to-node iBGP mesh), following nodes as they register.
+	MeshASN uint32
 }
 
 // BGP is the routing mode where a speaker advertises the node's blocks to
@@ -176,6 +179,11 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 	if a.cfg.Routing == BGP {
 		if a.speaker == nil {
 			return errors.New("bgp routing without a BGP speaker")
+		}
+		if a.cfg.MeshASN != 0 {
+			if err := a.speaker.SetPeers(ctx, meshPeers(self.Name, a.cfg.MeshASN, nodes)); err != nil {
+				return fmt.Errorf("bgp mesh: %w", err)
+			}
 		}
 		if routes, err = planBGP(a.speaker, self.Name, self.Addrs, blocks); err != nil {
 			return fmt.Errorf("bgp: %w", err)

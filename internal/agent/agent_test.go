@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"net/netip"
 	"testing"
 
@@ -18,6 +19,8 @@ func (f *fakeSpeaker) Advertise(p []netip.Prefix) error { f.advertised = p; retu
 func (f *fakeSpeaker) Learned() []bgp.Route             { return f.learned }
 func (f *fakeSpeaker) Changed() <-chan struct{}         { return nil }
 func (f *fakeSpeaker) Peers() []bgp.PeerStatus          { return nil }
+
+func (f *fakeSpeaker) SetPeers(context.Context, []bgp.Peer) error { return nil }
 
 // TestPlanBGP: own blocks are advertised and blackholed; learned blocks
 // are routed; a router's default route, its connected subnets and our

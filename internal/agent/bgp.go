@@ -1,9 +1,11 @@
 package agent
 
 import (
+	"context"
 	"net/netip"
 
 	"github.com/duetnet/duet/internal/bgp"
+	"github.com/duetnet/duet/internal/cluster"
 	"github.com/duetnet/duet/internal/ipam"
 	"github.com/duetnet/duet/internal/routing"
 )
@@ -15,6 +17,22 @@ type Speaker interface {
 	Learned() []bgp.Route
 	Changed() <-chan struct{}
 	Peers() []bgp.PeerStatus
+	SetPeers(context.Context, []bgp.Peer) error
+}
+
+// meshPeers are the iBGP sessions of a node-to-node mesh: every other
+// registered node, over each of its addresses, in the node's own AS.
+func meshPeers(self string, asn uint32, nodes []cluster.Node) []bgp.Peer {
+	var out []bgp.Peer
+	for _, n := range nodes {
+		if n.Name == self {
+			continue
+		}
+		for _, a := range n.Addrs {
+			out = append(out, bgp.Peer{Addr: a, ASN: asn, Name: n.Name})
+		}
+	}
+	return out
 }
 
 var _ Speaker = (*bgp.Speaker)(nil)

@@ -35,7 +35,7 @@ type PeerStatus struct {
 // nil when the speaker is stopped.
 func (s *Speaker) Peers() []PeerStatus {
 	s.mu.Lock()
-	srv := s.srv
+	srv, peers := s.srv, s.cfg.Peers
 	s.mu.Unlock()
 	if srv == nil {
 		return nil
@@ -49,8 +49,8 @@ func (s *Speaker) Peers() []PeerStatus {
 	if err != nil {
 		s.log.Warn("bgp: list peers", "err", err)
 	}
-	out := make([]PeerStatus, 0, len(s.cfg.Peers))
-	for _, c := range s.cfg.Peers {
+	out := make([]PeerStatus, 0, len(peers))
+	for _, c := range peers {
 		ps := PeerStatus{Addr: c.Addr.Unmap(), ASN: c.ASN, Name: c.Name, State: "idle"}
 		if p := byAddr[ps.Addr]; p != nil {
 			fill(&ps, p, s.cfg.GracefulRestart)

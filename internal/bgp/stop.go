@@ -70,7 +70,10 @@ func (s *Speaker) Stop() {
 // connection to the same peer and port to be touched.
 func (s *Speaker) closeSessions() (int, error) {
 	peers := map[netip.Addr]bool{}
-	for _, p := range s.cfg.Peers {
+	s.mu.Lock()
+	configured := s.cfg.Peers
+	s.mu.Unlock()
+	for _, p := range configured {
 		peers[p.Addr.Unmap()] = true
 	}
 	listen := int(s.cfg.ListenPort)

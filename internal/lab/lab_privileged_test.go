@@ -50,6 +50,7 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 		{"ipv6", "vxlan", "switched"}, {"dual", "vxlan", "switched"}, {"ipv4", "vxlan", "switched"},
 		{"ipv6", "direct", "ndp-proxy"}, {"dual", "direct", "ndp-proxy"},
 		{"ipv6", "bgp", "routed"}, {"dual", "bgp", "routed"},
+		{"dual", "bgp", "switched"}, // the node-to-node iBGP mesh
 	} {
 		fam := tc.fam
 		t.Run(tc.topology+"/"+tc.fam+"/"+tc.routing, func(t *testing.T) {

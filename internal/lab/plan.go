@@ -122,8 +122,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--topology %q: use switched, ndp-proxy or routed", o.Topology)
 	case o.Topology == "routed" && o.Routing != "bgp":
 		return fmt.Errorf("--topology routed puts each node on its own subnet behind a BGP router: use --routing bgp")
-	case o.Routing == "bgp" && o.Topology != "routed":
-		return fmt.Errorf("--routing bgp needs a router to peer with: use --topology routed")
+	case o.Routing == "bgp" && o.Topology == "ndp-proxy":
+		return fmt.Errorf("--routing bgp: use --topology routed (a BIRD router) or switched (a node-to-node mesh)")
 	case o.Topology == "ndp-proxy" && o.Nodes > 2:
 		return fmt.Errorf("--topology ndp-proxy carves a /26 from the uplink's IPv4 /24, two /27 blocks: use --nodes 2 or fewer")
 	}

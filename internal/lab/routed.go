@@ -140,6 +140,10 @@ func duetdRoutingArgs(s State, i int) []string {
 	if s.Options.Routing != "bgp" {
 		return nil
 	}
+	if s.Underlay.Kind != "router" {
+		// Switched: no router, so the nodes peer with each other.
+		return []string{"--bgp-asn", strconv.Itoa(routerASN), "--bgp-mesh"}
+	}
 	args := []string{"--bgp-asn", strconv.Itoa(nodeASN(i))}
 	for _, a := range routerAddrs(i) {
 		args = append(args, "--bgp-peer", fmt.Sprintf("%s/%d", a, routerASN))
