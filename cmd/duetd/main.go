@@ -7,7 +7,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -145,10 +145,9 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 			return fmt.Errorf("no underlay address found (%v): pass --address", err)
 		}
 	}
-	id := make([]byte, 8)
-	_, _ = rand.Read(id)
+	instance := instanceID()
 	m := newMetrics()
-	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: hex.EncodeToString(id), UplinkMTU: mtu, MeshASN: meshASN},
+	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: instance, UplinkMTU: mtu, MeshASN: meshASN},
 		func() (store.Store, error) {
 			return open.Store(config.Datastore{Type: config.DatastoreBolt, Path: dbPath})
 		},
@@ -203,6 +202,20 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 	return a.Run(ctx)
 }
 
+// instanceID identifies this host and network namespace, stably across
+// restarts: a restarted duetd takes its node name back at once, while a
+// duetd elsewhere claiming the same name is refused (cluster.Register).
+func instanceID() string {
+	machine, err := os.ReadFile("/etc/machine-id")
+	if err != nil {
+		h, _ := os.Hostname()
+		machine = []byte(h)
+	}
+	netns, _ := os.Readlink("/proc/self/ns/net")
+	sum := sha256.Sum256([]byte(strings.TrimSpace(string(machine)) + "/" + netns))
+	return hex.EncodeToString(sum[:8])
+}
+
 // routerID is the node's IPv4 address, or on an IPv6-only node one made
 // from its name in 240.0.0.0/4 (reserved, never on the wire as an
 // address): a BGP identifier only has to be unique in the AS.
@@ -235,7 +248,16 @@ func serveSocket(ctx context.Context, path string, a *agent.Agent) error {
 	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
-	go func() { <-ctx.Done(); srv.Close(); os.Remove(path) }()
+	mine, _ := os.Stat(path)
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+		// Remove the socket only if it is still ours: a new duetd started
+		// during this one's shutdown has already put its own there.
+		if now, err := os.Stat(path); err == nil && mine != nil && os.SameFile(mine, now) {
+			os.Remove(path)
+		}
+	}()
 	return nil
 }
 

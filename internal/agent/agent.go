@@ -76,7 +76,14 @@ type Agent struct {
 
 	mu     sync.Mutex
 	status Status
+	// started is when this agent began; with BGP, routes are not pruned
+	// until peers have sent something or bgpSettle has passed, so a
+	// restarted duetd does not cut established flows while its sessions
+	// come back (the peers' side is graceful restart).
+	started time.Time
 }
+
+const bgpSettle = 60 * time.Second
 
 // New takes the agent's dependencies and starts nothing. open returns the
 // store for one sync (bolt is opened and closed each time so the plugins
@@ -85,7 +92,7 @@ func New(cfg Config, open func() (store.Store, error), kernel func() (Kernel, fu
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
-	return &Agent{cfg: cfg, open: open, kernel: kernel, metrics: m, log: log}
+	return &Agent{cfg: cfg, open: open, kernel: kernel, metrics: m, log: log, started: time.Now()}
 }
 
 // WithSpeaker gives the agent a started BGP speaker (bgp routing).
@@ -197,7 +204,11 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 		routes, problems = routing.Plan(self.Name, nodes, blocks, nil)
 	}
 	nroutes = len(routes)
-	changed, err = routing.Reconcile(k, routes)
+	if a.cfg.Routing == BGP && len(a.speaker.Learned()) == 0 && time.Since(a.started) < bgpSettle {
+		changed, err = routing.ReconcileKeep(k, routes)
+	} else {
+		changed, err = routing.Reconcile(k, routes)
+	}
 	if err != nil {
 		return err
 	}

@@ -6,11 +6,13 @@ package lab_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/duetnet/duet/internal/connectivity"
 	"github.com/duetnet/duet/internal/kernel/kerneltest"
@@ -156,31 +158,60 @@ func TestLabDownAfterInterruptedUp(t *testing.T) {
 func TestDuetdRestartKeepsFlows(t *testing.T) {
 	kerneltest.RequireRoot(t)
 	bins := buildBins(t)
-	datadir := filepath.Join(t.TempDir(), "lab")
-	t.Cleanup(func() { _ = lab.Down(datadir, &bytes.Buffer{}) })
-	var out bytes.Buffer
-	s, err := lab.Up(context.Background(), lab.Options{Nodes: 2, PodsPerNode: 1, Family: "dual", Routing: "direct"}, bins, datadir, &out)
-	if err != nil {
-		t.Fatalf("lab up: %v\n%s", err, out.String())
-	}
-	for _, dst := range s.Pods[1].IPs {
-		flow, err := connectivity.OpenFlow("/var/run/netns/"+s.Pods[0].NetNS, "/var/run/netns/"+s.Pods[1].NetNS, dst)
-		if err != nil {
-			t.Fatalf("open flow to %s: %v", dst, err)
-		}
-		routesBefore := kerneltest.Run(t, "ip", "-n", s.Nodes[0].NetNS, "-6", "route", "show", "proto", "201")
-		for _, n := range s.Nodes {
-			// Stop: routes must stay while no duetd runs.
-			if s, err = lab.RestartDuetd(s, bins, n.Name); err != nil {
-				t.Fatal(err)
+	for _, o := range []lab.Options{
+		{Nodes: 2, PodsPerNode: 1, Family: "dual", Routing: "direct"},
+		{Nodes: 2, PodsPerNode: 1, Family: "dual", Routing: "bgp", Topology: "routed"},
+	} {
+		t.Run(o.Routing, func(t *testing.T) {
+			datadir := filepath.Join(t.TempDir(), "lab")
+			t.Cleanup(func() { _ = lab.Down(datadir, &bytes.Buffer{}) })
+			var out bytes.Buffer
+			s, err := lab.Up(context.Background(), o, bins, datadir, &out)
+			if err != nil {
+				t.Fatalf("lab up: %v\n%s", err, out.String())
 			}
-			if err := flow.Exchange(); err != nil {
-				t.Fatalf("flow to %s broke while %s's duetd restarted: %v", dst, n.Name, err)
+			for _, dst := range s.Pods[1].IPs {
+				flow, err := connectivity.OpenFlow("/var/run/netns/"+s.Pods[0].NetNS, "/var/run/netns/"+s.Pods[1].NetNS, dst)
+				if err != nil {
+					t.Fatalf("open flow to %s: %v", dst, err)
+				}
+				routesBefore := kerneltest.Run(t, "ip", "-n", s.Nodes[0].NetNS, "-6", "route", "show", "proto", "201")
+				for _, n := range s.Nodes {
+					restarted := time.Now()
+					if s, err = lab.RestartDuetd(s, bins, n.Name); err != nil {
+						t.Fatal(err)
+					}
+					// After the new duetd's first sync, before its BGP
+					// sessions are back: the routes must still be there.
+					waitSynced(t, s, n, restarted)
+					if err := flow.Exchange(); err != nil {
+						t.Fatalf("flow to %s broke while %s's duetd restarted: %v", dst, n.Name, err)
+					}
+				}
+				if after := kerneltest.Run(t, "ip", "-n", s.Nodes[0].NetNS, "-6", "route", "show", "proto", "201"); after != routesBefore {
+					t.Errorf("routes changed across restarts:\n%s\n---\n%s", routesBefore, after)
+				}
+				flow.Close()
 			}
-		}
-		if after := kerneltest.Run(t, "ip", "-n", s.Nodes[0].NetNS, "-6", "route", "show", "proto", "201"); after != routesBefore {
-			t.Errorf("routes changed across restarts:\n%s\n---\n%s", routesBefore, after)
-		}
-		flow.Close()
+		})
 	}
+}
+
+// waitSynced waits until node n's duetd has finished a sync after since.
+func waitSynced(t *testing.T, s lab.State, n lab.Node, since time.Time) {
+	t.Helper()
+	var last any
+	for i := 0; i < 150; i++ {
+		st, err := lab.NodeStatus(s, n)
+		if err == nil {
+			if ls, err := time.Parse(time.RFC3339Nano, fmt.Sprint(st["lastSync"])); err == nil && ls.After(since) {
+				return
+			}
+			last = st["lastSync"]
+		} else {
+			last = err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s's duetd did not sync after its restart at %s (last: %v)", n.Name, since.Format(time.RFC3339Nano), last)
 }

@@ -45,12 +45,23 @@ func Diff(have []kernel.NodeRoute, want []Route) (replace, del []kernel.NodeRout
 // Reconcile makes the namespace's duet routes exactly want. It is safe to
 // call again with the same state: the second call changes nothing. It
 // returns how many routes it changed.
-func Reconcile(k Kernel, want []Route) (int, error) {
+func Reconcile(k Kernel, want []Route) (int, error) { return reconcile(k, want, true) }
+
+// ReconcileKeep is Reconcile without the deletions: for the moments
+// after a restart when the desired state is known to be incomplete (BGP
+// peers have not re-sent their routes yet), so that established flows
+// keep their routes until the full state is back.
+func ReconcileKeep(k Kernel, want []Route) (int, error) { return reconcile(k, want, false) }
+
+func reconcile(k Kernel, want []Route, prune bool) (int, error) {
 	have, err := k.NodeRoutes()
 	if err != nil {
 		return 0, err
 	}
 	replace, del := Diff(have, want)
+	if !prune {
+		del = nil
+	}
 	var errs []error
 	for _, r := range del {
 		if err := k.DelNodeRoute(r); err != nil {
