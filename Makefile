@@ -23,6 +23,7 @@ test-unit:
 
 fuzz:
 	$(GO) test ./internal/config/ -run XXX -fuzz FuzzParse -fuzztime 60s
+	$(GO) test ./internal/doctor/ -run XXX -fuzz FuzzParse -fuzztime 60s
 
 bench: build
 	$(GO) test -run XXX -bench . -benchtime 1x -count 1 -timeout 30m ./bench/... ./internal/bgp/ ./internal/store/etcd/

@@ -16,7 +16,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(ipamCmd(), demoCmd(), nodeCmd(), labCmd(), connectivityCmd())
+	root.AddCommand(ipamCmd(), demoCmd(), nodeCmd(), labCmd(), connectivityCmd(), doctorCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "duetctl:", err)
 		os.Exit(1)
