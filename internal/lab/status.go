@@ -1,0 +1,114 @@
+package lab
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"path/filepath"
+	"time"
+
+	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/bolt"
+)
+
+// This file is how the lab talks to its duetd processes and decides that
+// the cluster has converged.
+
+// NodeStatus asks a node's duetd for its status.
+func NodeStatus(s State, n Node) (map[string]any, error) {
+	c := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sockPath(s, n))
+		}}}
+	resp, err := c.Get("http://duetd/status")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	var st map[string]any
+	return st, json.NewDecoder(resp.Body).Decode(&st)
+}
+
+// allEstablished says whether every peer in a status's "peers" is up.
+func allEstablished(peers any) bool {
+	list, _ := peers.([]any)
+	if len(list) == 0 {
+		return false
+	}
+	for _, p := range list {
+		m, _ := p.(map[string]any)
+		if fmt.Sprint(m["State"]) != "established" && fmt.Sprint(m["state"]) != "established" {
+			return false
+		}
+	}
+	return true
+}
+
+// countBlocks reads how many blocks the lab's store holds.
+func countBlocks(s State) int {
+	st, err := bolt.Open(filepath.Join(s.Datadir, "duet.db"), bolt.Options{ReadOnly: true, Timeout: time.Second})
+	if err != nil {
+		return -1
+	}
+	defer st.Close()
+	n := -1
+	_ = st.View(context.Background(), func(tx store.Tx) error {
+		bs, err := ipam.Blocks(tx)
+		if err == nil {
+			n = len(bs)
+		}
+		return err
+	})
+	return n
+}
+
+// waitConverged waits until every duetd sees every node and has no
+// problems, and has synced since the last pod was added.
+func waitConverged(ctx context.Context, s State, limit time.Duration) error {
+	deadline := time.Now().Add(limit)
+	since := time.Now()
+	for {
+		ok, why := true, ""
+		blocks := -1
+		if s.Options.Routing == "bgp" {
+			blocks = countBlocks(s)
+		}
+		for _, n := range s.Nodes {
+			st, err := NodeStatus(s, n)
+			if err != nil {
+				ok, why = false, fmt.Sprintf("%s: duetd not answering: %v (see %s)", n.Name, err, filepath.Join(s.Datadir, n.Name+".log"))
+				break
+			}
+			nodes, _ := st["nodes"].([]any)
+			last, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(st["lastSync"]))
+			if len(nodes) != len(s.Nodes) || st["problems"] != nil || st["lastError"] != nil || last.Before(since) {
+				ok, why = false, fmt.Sprintf("%s: sees %d of %d nodes, problems %v, error %v", n.Name, len(nodes), len(s.Nodes), st["problems"], st["lastError"])
+				break
+			}
+			// With BGP, every block must have come back from the router:
+			// own ones as blackholes, the others as learned routes.
+			if s.Options.Routing == "bgp" && !allEstablished(st["peers"]) {
+				ok, why = false, fmt.Sprintf("%s: BGP sessions not all established: %v", n.Name, st["peers"])
+				break
+			}
+			if routes, _ := st["routes"].([]any); blocks >= 0 && len(routes) < blocks {
+				ok, why = false, fmt.Sprintf("%s: has %d routes of %d blocks; BGP peers %v", n.Name, len(routes), blocks, st["peers"])
+				break
+			}
+		}
+		if ok {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("routes did not converge within %s: %s", limit, why)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
