@@ -1,0 +1,147 @@
+// Package etcdwatch tells duetd when the store in etcd changes, so the
+// agent reconciles at once instead of at its next poll. It only signals
+// "something under the prefix changed"; the agent then reads the whole
+// state, as it does on every sync, so a lost or merged signal costs
+// latency, never correctness (the poll is still there).
+//
+// Equivalent to: `etcdctl watch --prefix /duet/`.
+package etcdwatch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
+)
+
+// Backoff bounds the wait between attempts while etcd is unreachable.
+const (
+	minBackoff = 200 * time.Millisecond
+	maxBackoff = 10 * time.Second
+)
+
+// Watch signals on the returned channel whenever a key under prefix is
+// put or deleted. Signals coalesce: the channel holds at most one, and a
+// slow reader is never blocked on nor blocks the watch. Watch keeps
+// (re)connecting until ctx ends, through etcd restarts and compactions;
+// after a compaction it signals once, since changes may have been missed.
+// The channel is never closed.
+func Watch(ctx context.Context, endpoints []string, prefix string, log *slog.Logger) <-chan struct{} {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	out := make(chan struct{}, 1)
+	w := &watcher{endpoints: endpoints, prefix: prefix, log: log, out: out}
+	go w.run(ctx)
+	return out
+}
+
+type watcher struct {
+	endpoints []string
+	prefix    string
+	log       *slog.Logger
+	out       chan struct{}
+}
+
+func (w *watcher) signal() {
+	select {
+	case w.out <- struct{}{}:
+	default: // one is already pending: it covers this change too
+	}
+}
+
+func (w *watcher) run(ctx context.Context) {
+	backoff := minBackoff
+	wait := func() bool {
+		t := time.NewTimer(backoff)
+		defer t.Stop()
+		backoff = min(2*backoff, maxBackoff)
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+			return true
+		}
+	}
+	var cli *clientv3.Client
+	defer func() {
+		if cli != nil {
+			cli.Close()
+		}
+	}()
+	for cli == nil {
+		var err error
+		cli, err = clientv3.New(clientv3.Config{Endpoints: w.endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop(), Context: ctx})
+		if err != nil {
+			w.log.Warn("etcd watch: cannot make a client; retrying", "endpoints", w.endpoints, "err", err)
+			if !wait() {
+				return
+			}
+		}
+	}
+	// rev is the next revision to watch from: 0 until the first read.
+	var rev int64
+	for ctx.Err() == nil {
+		if rev == 0 {
+			// Start from a known revision, so that changes made while the
+			// watch is being (re)established are delivered, not lost.
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			r, err := cli.Get(rctx, w.prefix, clientv3.WithPrefix(), clientv3.WithCountOnly())
+			cancel()
+			if err != nil {
+				if ctx.Err() == nil {
+					w.log.Warn("etcd watch: etcd unreachable; retrying (is etcd running at these endpoints?)", "endpoints", w.endpoints, "err", err)
+				}
+				if !wait() {
+					return
+				}
+				continue
+			}
+			rev = r.Header.Revision + 1
+		}
+		next, err := w.watch(ctx, cli, rev)
+		if ctx.Err() != nil {
+			return
+		}
+		if errors.Is(err, rpctypes.ErrCompacted) {
+			w.log.Debug("etcd watch: history compacted; watching from now", "revision", rev)
+			w.signal()
+			rev = 0
+			continue
+		}
+		if next > rev {
+			backoff = minBackoff // it was working: retry soon
+		}
+		rev = next
+		w.log.Debug("etcd watch: stream ended; watching again", "revision", rev, "err", err)
+		if !wait() {
+			return
+		}
+	}
+}
+
+// watch follows prefix from rev until the stream ends, signalling each
+// change, and returns the revision to resume from.
+func (w *watcher) watch(ctx context.Context, cli *clientv3.Client, rev int64) (int64, error) {
+	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
+	defer cancel()
+	for resp := range cli.Watch(wctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify()) {
+		if err := resp.Err(); err != nil {
+			if resp.CompactRevision != 0 {
+				return rev, rpctypes.ErrCompacted
+			}
+			return rev, err
+		}
+		if len(resp.Events) > 0 {
+			w.signal()
+			rev = resp.Events[len(resp.Events)-1].Kv.ModRevision + 1
+		} else if resp.Header.Revision >= rev {
+			rev = resp.Header.Revision + 1 // progress notification
+		}
+	}
+	return rev, ctx.Err()
+}

@@ -1,0 +1,91 @@
+package etcdwatch
+
+import (
+	"context"
+	"net"
+	"net/url"
+	"testing"
+	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/duetnet/duet/internal/etcdserver"
+)
+
+func startEtcd(t *testing.T, dir string, u url.URL) *etcdserver.Server {
+	t.Helper()
+	s, err := etcdserver.Start(context.Background(), etcdserver.Config{Dir: dir, ListenClient: []url.URL{u}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	return s
+}
+
+func signalled(c <-chan struct{}, within time.Duration) bool {
+	select {
+	case <-c:
+		return true
+	case <-time.After(within):
+		return false
+	}
+}
+
+func TestWatch(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Skipf("no ::1: %v", err)
+	}
+	u := url.URL{Scheme: "http", Host: l.Addr().String()}
+	l.Close()
+	dir := t.TempDir()
+	s := startEtcd(t, dir, u)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	put := func(k string) {
+		t.Helper()
+		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := cli.Put(pctx, k, time.Now().String()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := Watch(ctx, s.Endpoints(), "/duet/", nil)
+	time.Sleep(300 * time.Millisecond) // the watch is set up
+	if signalled(c, 0) {
+		t.Fatal("signal before any change")
+	}
+
+	put("/duet/nodes/a")
+	if !signalled(c, time.Second) {
+		t.Fatal("no signal within 1s of a put under the prefix")
+	}
+	put("/other/x")
+	if signalled(c, 500*time.Millisecond) {
+		t.Fatal("signal for a put outside the prefix")
+	}
+	for i := 0; i < 20; i++ {
+		put("/duet/storm")
+	}
+	if !signalled(c, time.Second) {
+		t.Fatal("no signal for a storm of puts")
+	}
+	time.Sleep(200 * time.Millisecond)
+	if signalled(c, 0) && signalled(c, 0) {
+		t.Fatal("a storm left more than one signal pending")
+	}
+
+	// etcd restarts (same data, same address): the watch comes back.
+	s.Close()
+	time.Sleep(500 * time.Millisecond)
+	s = startEtcd(t, dir, u)
+	put("/duet/nodes/b")
+	if !signalled(c, 15*time.Second) {
+		t.Fatal("no signal for a put after etcd restarted")
+	}
+}
