@@ -73,6 +73,7 @@ type Agent struct {
 	metrics Metrics
 	log     *slog.Logger
 	speaker Speaker
+	trigger <-chan struct{}
 
 	mu     sync.Mutex
 	status Status
@@ -98,6 +99,16 @@ func New(cfg Config, open func() (store.Store, error), kernel func() (Kernel, fu
 // WithSpeaker gives the agent a started BGP speaker (bgp routing).
 func (a *Agent) WithSpeaker(s Speaker) *Agent { a.speaker = s; return a }
 
+// WithTrigger makes the agent sync as soon as c signals, besides every
+// Interval: duetd passes etcdwatch's channel, so a change in the store is
+// acted on at once. c should coalesce (buffer one, never block).
+func (a *Agent) WithTrigger(c <-chan struct{}) *Agent { a.trigger = c; return a }
+
+// maxTriggered is how many triggered syncs may run back to back before
+// the agent waits for its ticker: a sync for the events that arrived
+// during the previous one, but no endless loop under a storm of writes.
+const maxTriggered = 2
+
 // Status returns a copy of the last sync's status.
 func (a *Agent) Status() Status {
 	a.mu.Lock()
@@ -121,12 +132,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.speaker != nil {
 		learned = a.speaker.Changed() // peers' routes changed: sync now
 	}
+	triggered := 0 // triggered syncs since the last tick
 	for {
+		trigger := a.trigger
+		if triggered >= maxTriggered {
+			trigger = nil // a storm: the ticker takes over until it calms
+		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+			triggered = 0
 		case <-learned:
+		case <-trigger:
+			triggered++
+		}
+		// This sync reads the store after every change signalled so far.
+		select {
+		case <-a.trigger:
+		default:
 		}
 		if err := a.Sync(ctx); err != nil {
 			a.log.Warn("sync failed", "err", err)

@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/duetnet/duet/internal/store"
@@ -50,7 +51,15 @@ func (e *ErrDuplicateName) Error() string {
 		e.Node.Name, e.Node.Instance, e.Node.Addrs, time.Since(e.Node.Heartbeat).Round(time.Second), StaleAfter)
 }
 
+// HeartbeatEvery is how often an unchanged record is rewritten. Between
+// rewrites Register writes nothing: with etcd every write wakes every
+// node's watch, and a write per sync would have the nodes wake each other
+// without end.
+const HeartbeatEvery = StaleAfter / 6
+
 // Register writes n, refusing a name that another live instance holds.
+// An unchanged record whose heartbeat is younger than HeartbeatEvery is
+// left as it is.
 func Register(tx store.Tx, n Node, now time.Time) error {
 	old, ok, err := Get(tx, n.Name)
 	if err != nil {
@@ -59,12 +68,19 @@ func Register(tx store.Tx, n Node, now time.Time) error {
 	if ok && old.Instance != n.Instance && now.Sub(old.Heartbeat) < StaleAfter {
 		return &ErrDuplicateName{Node: old}
 	}
+	if ok && sameRecord(old, n) && now.Sub(old.Heartbeat) >= 0 && now.Sub(old.Heartbeat) < HeartbeatEvery {
+		return nil
+	}
 	n.Heartbeat = now
 	raw, err := json.Marshal(n)
 	if err != nil {
 		return err
 	}
 	return tx.Put(nodesPrefix+n.Name, raw)
+}
+
+func sameRecord(a, b Node) bool {
+	return a.Name == b.Name && a.Routing == b.Routing && a.Instance == b.Instance && slices.Equal(a.Addrs, b.Addrs)
 }
 
 // Get returns one node.
