@@ -34,6 +34,12 @@ type Datastore struct {
 	Type      string   `json:"type"`
 	Path      string   `json:"path,omitempty"`
 	Endpoints []string `json:"endpoints,omitempty"`
+	// CAFile, CertFile and KeyFile secure etcd's https endpoints: the CA
+	// that signed etcd's certificate, and this client's certificate and
+	// key when etcd asks for one (--client-cert-auth).
+	CAFile   string `json:"caFile,omitempty"`
+	CertFile string `json:"certFile,omitempty"`
+	KeyFile  string `json:"keyFile,omitempty"`
 }
 
 // Attachment is one element of cni.dev/valid-attachments (CNI GC).
@@ -265,7 +271,7 @@ func parseDatastore(raw json.RawMessage, field string) (Datastore, error) {
 	if err != nil {
 		return d, err
 	}
-	if err := onlyKeys(f, field+".", []string{"type", "path", "endpoints"}); err != nil {
+	if err := onlyKeys(f, field+".", []string{"type", "path", "endpoints", "caFile", "certFile", "keyFile"}); err != nil {
 		return d, err
 	}
 	if err := json.Unmarshal(raw, &d); err != nil {
@@ -283,6 +289,11 @@ func parseDatastore(raw json.RawMessage, field string) (Datastore, error) {
 		if len(d.Endpoints) > 0 {
 			return d, errf(field+".endpoints", "is for type \"etcd\": remove it, or set type to \"etcd\"")
 		}
+		for name, v := range map[string]string{"caFile": d.CAFile, "certFile": d.CertFile, "keyFile": d.KeyFile} {
+			if v != "" {
+				return d, errf(field+"."+name, "is for type \"etcd\": remove it, or set type to \"etcd\"")
+			}
+		}
 	case DatastoreEtcd:
 		if d.Path != "" {
 			return d, errf(field+".path", "is for type \"bolt\": remove it, or set type to \"bolt\"")
@@ -295,6 +306,17 @@ func parseDatastore(raw json.RawMessage, field string) (Datastore, error) {
 			if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 				return d, errf(fmt.Sprintf("%s.endpoints[%d]", field, i), "%q is not an etcd URL: write it like \"http://[fd00::1]:2379\" or \"https://10.0.0.1:2379\"", e)
 			}
+			if d.CAFile != "" && u.Scheme != "https" {
+				return d, errf(fmt.Sprintf("%s.endpoints[%d]", field, i), "%q is plain http but caFile is set: use https:// URLs, or remove caFile", e)
+			}
+		}
+		for _, f := range []struct{ name, v string }{{"caFile", d.CAFile}, {"certFile", d.CertFile}, {"keyFile", d.KeyFile}} {
+			if f.v != "" && !strings.HasPrefix(f.v, "/") {
+				return d, errf(field+"."+f.name, "%q is relative: the plugin runs from the runtime's directory, so give an absolute path", f.v)
+			}
+		}
+		if (d.CertFile == "") != (d.KeyFile == "") {
+			return d, errf(field+".certFile", "certFile and keyFile go together: set both (a client certificate and its key) or neither")
 		}
 	default:
 		return d, errf(field+".type", "%q is not a datastore: use \"bolt\" (one host) or \"etcd\" (a cluster)", d.Type)

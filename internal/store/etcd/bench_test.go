@@ -27,17 +27,19 @@ const (
 // reports allocations/s, fn runs per allocation and duplicate addresses;
 // nothing is asserted.
 func BenchmarkAllocations16(b *testing.B) {
-	b.Run("etcd", func(b *testing.B) {
-		endpoint := startEtcd(b)
-		benchRounds(b, func(b *testing.B) []store.Store {
-			prefix := fmt.Sprintf("/bench/%d/", prefixes.Add(1))
-			stores := make([]store.Store, benchClients)
-			for i := range stores {
-				stores[i] = openFresh(b, endpoint, Config{Prefix: prefix})
-			}
-			return stores
+	for _, tr := range transports {
+		b.Run("etcd-"+tr.name, func(b *testing.B) {
+			endpoint := startEtcd(b)
+			benchRounds(b, func(b *testing.B) []store.Store {
+				prefix := fmt.Sprintf("/bench/%d/", prefixes.Add(1))
+				stores := make([]store.Store, benchClients)
+				for i := range stores {
+					stores[i] = openFreshWith(b, tr.open, endpoint, Config{Prefix: prefix})
+				}
+				return stores
+			})
 		})
-	})
+	}
 	b.Run("bolt", func(b *testing.B) {
 		benchRounds(b, func(b *testing.B) []store.Store {
 			s, err := bolt.Open(filepath.Join(b.TempDir(), "duet.db"), bolt.Options{})

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/etcd/kv"
 )
 
 // modes are the two ways commit guards a listed prefix against deletions.
@@ -97,7 +98,8 @@ func TestForeignDeleteInMarkerMode(t *testing.T) {
 					return err
 				}
 				if runs == 1 {
-					if _, err := s.cli.Delete(context.Background(), s.cfg.Prefix+"p/b"); err != nil {
+					del := kv.TxnRequest{Success: []kv.Op{{Kind: kv.Delete, Key: s.cfg.Prefix + "p/b"}}}
+					if _, err := s.kv.Txn(context.Background(), del); err != nil {
 						return err
 					}
 				}

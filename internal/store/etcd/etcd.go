@@ -7,8 +7,10 @@
 // nothing fn read has changed since; otherwise fn runs again. See Update for
 // exactly what is guaranteed.
 //
-// The package imports etcd's client only, never its server, because the
-// CNI plugin, which runs once per container, may link it.
+// The package talks to etcd through a kv.Transport: by default etcd's JSON
+// gateway (package kv, net/http only), because the CNI plugin, which runs
+// once per container, links this package and must start fast; long-lived
+// processes pass kvgrpc's gRPC transport to OpenTransport instead.
 package etcd
 
 import (
@@ -19,13 +21,8 @@ import (
 	"strings"
 	"time"
 
-	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
-
 	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/etcd/kv"
 )
 
 // Defaults for the zero fields of Config.
@@ -57,14 +54,11 @@ type Config struct {
 	MaxTxnOps int
 	// TLS, if set, is used for the client connections.
 	TLS *tls.Config
-	// Logger receives the etcd client's logs; nil discards them, so the
-	// plugin's stderr stays readable.
-	Logger *zap.Logger
 }
 
 // Store is a store.Store on etcd. It is safe for concurrent use.
 type Store struct {
-	cli *clientv3.Client
+	kv  kv.Transport
 	cfg Config
 	// marker is the key every deleting transaction bumps; see commit.
 	marker string
@@ -72,12 +66,47 @@ type Store struct {
 
 var _ store.Store = (*Store)(nil)
 
-// Open connects to etcd and checks, within cfg.DialTimeout, that it answers:
-// clientv3.New alone succeeds even when nothing listens, and a plugin must
-// learn that at once, as store.ErrUnavailable, rather than on first use.
+// Open connects to etcd over its JSON gateway and checks, within
+// cfg.DialTimeout, that it answers: a plugin must learn that etcd is down
+// at once, as store.ErrUnavailable, rather than on first use.
 func Open(cfg Config) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	t, err := kv.NewGateway(cfg.Endpoints, cfg.DialTimeout, cfg.TLS)
+	if err != nil {
+		return nil, fmt.Errorf("etcd store: %w", err)
+	}
+	return OpenTransport(cfg, t)
+}
+
+// OpenTransport is Open over a transport of the caller's (kvgrpc's, in
+// duetd); the Store owns t from then on and closes it.
+func OpenTransport(cfg Config, t kv.Transport) (*Store, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		_ = t.Close()
+		return nil, err
+	}
+	s := &Store{kv: t, cfg: cfg, marker: cfg.Prefix}
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
+	defer cancel()
+	_, err = t.Txn(ctx, kv.TxnRequest{Success: []kv.Op{{Kind: kv.Range, Key: s.marker, KeysOnly: true}}})
+	if err != nil {
+		_ = t.Close()
+		if !kv.Permanent(err) {
+			return nil, fmt.Errorf("etcd at %s cannot be reached (waited up to %s: %v): check that etcd is running and that the datastore endpoints are right: %w",
+				strings.Join(cfg.Endpoints, ","), cfg.DialTimeout, err, store.ErrUnavailable)
+		}
+		return nil, fmt.Errorf("etcd store at %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	return s, nil
+}
+
+func (cfg Config) withDefaults() (Config, error) {
 	if len(cfg.Endpoints) == 0 {
-		return nil, errors.New("etcd store: no endpoints configured: set the datastore endpoints, e.g. http://127.0.0.1:2379")
+		return cfg, errors.New("etcd store: no endpoints configured: set the datastore endpoints, e.g. http://127.0.0.1:2379")
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
@@ -91,36 +120,12 @@ func Open(cfg Config) (*Store, error) {
 	if cfg.MaxTxnOps <= 0 {
 		cfg.MaxTxnOps = DefaultMaxTxnOps
 	}
-	lg := cfg.Logger
-	if lg == nil {
-		lg = zap.NewNop()
-	}
-	cli, err := clientv3.New(clientv3.Config{
-		Endpoints:   cfg.Endpoints,
-		DialTimeout: cfg.DialTimeout,
-		TLS:         cfg.TLS,
-		Logger:      lg,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("etcd store at %s: %w", strings.Join(cfg.Endpoints, ","), err)
-	}
-	s := &Store{cli: cli, cfg: cfg, marker: cfg.Prefix}
-	ctx, cancel := context.WithTimeout(context.Background(), cfg.DialTimeout)
-	defer cancel()
-	if _, err := cli.Get(ctx, s.marker, clientv3.WithKeysOnly()); err != nil {
-		_ = cli.Close()
-		if isUnavailable(err) {
-			return nil, fmt.Errorf("etcd at %s did not answer within %s (%v): check that etcd is running and that the datastore endpoints are right: %w",
-				strings.Join(cfg.Endpoints, ","), cfg.DialTimeout, err, store.ErrUnavailable)
-		}
-		return nil, fmt.Errorf("etcd store at %s: %w", strings.Join(cfg.Endpoints, ","), err)
-	}
-	return s, nil
+	return cfg, nil
 }
 
 // Close closes the client connections.
 func (s *Store) Close() error {
-	if err := s.cli.Close(); err != nil && !errors.Is(err, context.Canceled) {
+	if err := s.kv.Close(); err != nil {
 		return fmt.Errorf("close etcd store: %w", err)
 	}
 	return nil
@@ -138,27 +143,12 @@ func (s *Store) wrap(ctx context.Context, op string, err error) error {
 	if ctx.Err() != nil {
 		return fmt.Errorf("etcd store %s: %w", op, ctx.Err())
 	}
-	if errors.Is(err, rpctypes.ErrCompacted) {
+	var ke *kv.Error
+	if errors.As(err, &ke) && ke.Compacted() {
 		return errRetry
 	}
-	if !isUnavailable(err) {
+	if kv.Permanent(err) {
 		return fmt.Errorf("etcd store %s: %w", op, err)
 	}
 	return fmt.Errorf("etcd store %s at %s: %v: %w", op, strings.Join(s.cfg.Endpoints, ","), err, store.ErrUnavailable)
-}
-
-// isUnavailable reports whether err may go away by itself: anything but
-// etcd saying the request itself is wrong or not allowed.
-func isUnavailable(err error) bool {
-	code := status.Code(err)
-	var ee rpctypes.EtcdError
-	if errors.As(err, &ee) {
-		code = ee.Code()
-	}
-	switch code {
-	case codes.InvalidArgument, codes.PermissionDenied, codes.Unauthenticated,
-		codes.FailedPrecondition, codes.OutOfRange, codes.Unimplemented, codes.AlreadyExists, codes.NotFound:
-		return false
-	}
-	return true
 }

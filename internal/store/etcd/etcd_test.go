@@ -15,13 +15,17 @@ import (
 
 func TestConformance(t *testing.T) {
 	endpoint := startEtcd(t)
-	storetest.Run(t, func(t *testing.T) store.Store {
-		s, err := Open(Config{Endpoints: []string{endpoint}, Prefix: fmt.Sprintf("/conformance/%s/", t.Name())})
-		if err != nil {
-			t.Fatal(err)
-		}
-		return s
-	})
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) {
+			storetest.Run(t, func(t *testing.T) store.Store {
+				s, err := tr.open(Config{Endpoints: []string{endpoint}, Prefix: fmt.Sprintf("/conformance/%s/", t.Name())})
+				if err != nil {
+					t.Fatal(err)
+				}
+				return s
+			})
+		})
+	}
 }
 
 // TestConformanceMarker runs the suite with a smaller comparison budget, so
@@ -39,6 +43,12 @@ func TestConformanceMarker(t *testing.T) {
 }
 
 func TestUnreachable(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { testUnreachable(t, tr.open) })
+	}
+}
+
+func testUnreachable(t *testing.T, open func(Config) (*Store, error)) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +57,7 @@ func TestUnreachable(t *testing.T) {
 	l.Close() // a closed port: connection refused
 	const timeout = 500 * time.Millisecond
 	start := time.Now()
-	s, err := Open(Config{Endpoints: []string{endpoint}, DialTimeout: timeout})
+	s, err := open(Config{Endpoints: []string{endpoint}, DialTimeout: timeout})
 	elapsed := time.Since(start)
 	if err == nil {
 		s.Close()
@@ -70,8 +80,14 @@ func TestUnreachable(t *testing.T) {
 // TestServerGone checks that a store whose etcd disappears answers
 // ErrUnavailable within RequestTimeout, for reads and for commits.
 func TestServerGone(t *testing.T) {
+	for _, tr := range transports {
+		t.Run(tr.name, func(t *testing.T) { testServerGone(t, tr.open) })
+	}
+}
+
+func testServerGone(t *testing.T, open func(Config) (*Store, error)) {
 	endpoint, stop := startStoppableEtcd(t)
-	s := openFresh(t, endpoint, Config{RequestTimeout: 500 * time.Millisecond})
+	s := openFreshWith(t, open, endpoint, Config{RequestTimeout: 500 * time.Millisecond})
 	ctx := context.Background()
 	if err := s.Update(ctx, func(tx store.Tx) error { return tx.Put("k", []byte("v")) }); err != nil {
 		t.Fatal(err)

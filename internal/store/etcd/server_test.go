@@ -10,7 +10,28 @@ import (
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/duetnet/duet/internal/store/etcd/kvgrpc"
 )
+
+// transports are the two ways to reach etcd; tests of what differs between
+// them (connecting, failing, committing) run on both.
+var transports = []struct {
+	name string
+	open func(Config) (*Store, error)
+}{
+	{"gateway", Open},
+	{"grpc", openGRPC},
+}
+
+// openGRPC is Open over etcd's gRPC client, as duetd does it.
+func openGRPC(cfg Config) (*Store, error) {
+	t, err := kvgrpc.Dial(cfg.Endpoints, cfg.DialTimeout, cfg.TLS, nil)
+	if err != nil {
+		return nil, err
+	}
+	return OpenTransport(cfg, t)
+}
 
 // startEtcd runs a real single-member etcd on 127.0.0.1 with a data dir
 // under tb.TempDir(), stops it in cleanup, and returns its client URL. The
@@ -69,15 +90,21 @@ func freeURL(tb testing.TB) url.URL {
 
 var prefixes atomic.Int64
 
-// openFresh opens a Store on endpoint under a namespace no other test
-// uses, so tests can share one server; it closes the Store in cleanup.
+// openFresh opens a Store (over the gateway, the plugin's transport) on
+// endpoint under a namespace no other test uses, so tests can share one
+// server; it closes the Store in cleanup.
 func openFresh(tb testing.TB, endpoint string, cfg Config) *Store {
+	tb.Helper()
+	return openFreshWith(tb, Open, endpoint, cfg)
+}
+
+func openFreshWith(tb testing.TB, open func(Config) (*Store, error), endpoint string, cfg Config) *Store {
 	tb.Helper()
 	cfg.Endpoints = []string{endpoint}
 	if cfg.Prefix == "" {
 		cfg.Prefix = fmt.Sprintf("/test/%d/", prefixes.Add(1))
 	}
-	s, err := Open(cfg)
+	s, err := open(cfg)
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -7,10 +7,8 @@ import (
 	"sort"
 	"strings"
 
-	pb "go.etcd.io/etcd/api/v3/etcdserverpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/etcd/kv"
 )
 
 // errReadOnly is returned by Put and Delete inside View.
@@ -53,28 +51,33 @@ func newTx(ctx context.Context, s *Store, readOnly bool) *tx {
 		reads: map[string]read{}, lists: map[string]bool{}, writes: map[string]write{}}
 }
 
-// fetch runs ops, Gets at the snapshot, in one read-only Txn (served like a
-// linearizable Range, without a raft write), fixing the snapshot on the
+// fetch runs ops, Ranges at the snapshot, in one read-only Txn (served like
+// a linearizable Range, without a raft write), fixing the snapshot on the
 // first call. op and key name the read in errors.
-func (t *tx) fetch(op, key string, ops ...clientv3.Op) ([]*pb.RangeResponse, error) {
+func (t *tx) fetch(op, key string, ops ...kv.Op) ([][]kv.KeyValue, error) {
 	if t.failed != nil {
 		return nil, t.failed
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.s.cfg.RequestTimeout)
 	defer cancel()
-	resp, err := t.s.cli.Txn(ctx).Then(ops...).Commit()
+	if t.rev != 0 {
+		for i := range ops {
+			ops[i].Rev = t.rev
+		}
+	}
+	resp, err := t.s.kv.Txn(ctx, kv.TxnRequest{Success: ops})
 	if err != nil {
 		t.failed = t.s.wrap(t.ctx, fmt.Sprintf("%s %q", op, key), err)
 		return nil, t.failed
 	}
+	if len(resp.Ranges) != len(ops) {
+		t.failed = fmt.Errorf("etcd store %s %q: etcd answered %d of %d reads", op, key, len(resp.Ranges), len(ops))
+		return nil, t.failed
+	}
 	if t.rev == 0 {
-		t.rev = resp.Header.Revision
+		t.rev = resp.Revision
 	}
-	out := make([]*pb.RangeResponse, len(resp.Responses))
-	for i, r := range resp.Responses {
-		out[i] = r.GetResponseRange()
-	}
-	return out, nil
+	return resp.Ranges, nil
 }
 
 // Get serves the tx's own writes first, then what it already read (the
@@ -89,12 +92,12 @@ func (t *tx) Get(key string) ([]byte, bool, error) {
 	if r, ok := t.reads[key]; ok {
 		return clone(r.value), r.present, nil
 	}
-	resps, err := t.fetch("get", key, clientv3.OpGet(t.s.cfg.Prefix+key, clientv3.WithRev(t.rev)))
+	resps, err := t.fetch("get", key, kv.Op{Kind: kv.Range, Key: t.s.cfg.Prefix + key})
 	if err != nil {
 		return nil, false, err
 	}
 	r := read{}
-	if kvs := resps[0].Kvs; len(kvs) > 0 {
+	if kvs := resps[0]; len(kvs) > 0 {
 		kv := kvs[0]
 		r = read{value: kv.Value, present: true, modRev: kv.ModRevision}
 	}
@@ -107,24 +110,24 @@ func (t *tx) Get(key string) ([]byte, bool, error) {
 // the deletion marker in the same request, in case commit needs it.
 func (t *tx) List(prefix string) ([]store.KV, error) {
 	resps, err := t.fetch("list", prefix,
-		clientv3.OpGet(t.s.cfg.Prefix+prefix, clientv3.WithPrefix(), clientv3.WithRev(t.rev)),
-		clientv3.OpGet(t.s.marker, clientv3.WithRev(t.rev)))
+		kv.Op{Kind: kv.Range, Key: t.s.cfg.Prefix + prefix, End: kv.PrefixEnd(t.s.cfg.Prefix + prefix)},
+		kv.Op{Kind: kv.Range, Key: t.s.marker})
 	if err != nil {
 		return nil, err
 	}
 	t.lists[prefix] = true
-	if kvs := resps[1].Kvs; len(kvs) > 0 {
+	if kvs := resps[1]; len(kvs) > 0 {
 		t.markerRev = kvs[0].ModRevision
 	}
 	var out []store.KV
-	for _, kv := range resps[0].Kvs {
-		key := strings.TrimPrefix(string(kv.Key), t.s.cfg.Prefix)
+	for _, e := range resps[0] {
+		key := strings.TrimPrefix(e.Key, t.s.cfg.Prefix)
 		if key == "" {
 			continue // the deletion marker, not a user key
 		}
-		t.reads[key] = read{value: kv.Value, present: true, modRev: kv.ModRevision}
+		t.reads[key] = read{value: e.Value, present: true, modRev: e.ModRevision}
 		if _, mine := t.writes[key]; !mine {
-			out = append(out, store.KV{Key: key, Value: clone(kv.Value)})
+			out = append(out, store.KV{Key: key, Value: clone(e.Value)})
 		}
 	}
 	for key, w := range t.writes {

@@ -9,9 +9,8 @@ import (
 	"strings"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/etcd/kv"
 )
 
 // MaxAttempts bounds how often Update runs fn before giving up on a
@@ -118,26 +117,26 @@ func (t *tx) commit() (ok bool, err error) {
 	if err != nil {
 		return false, err
 	}
-	var ops []clientv3.Op
+	var ops []kv.Op
 	deletes := false
 	for _, key := range sortedKeys(t.writes) {
 		w := t.writes[key]
 		if w.del {
 			deletes = true
-			ops = append(ops, clientv3.OpDelete(t.s.cfg.Prefix+key))
+			ops = append(ops, kv.Op{Kind: kv.Delete, Key: t.s.cfg.Prefix + key})
 		} else {
-			ops = append(ops, clientv3.OpPut(t.s.cfg.Prefix+key, string(w.value)))
+			ops = append(ops, kv.Op{Kind: kv.Put, Key: t.s.cfg.Prefix + key, Value: w.value})
 		}
 	}
 	if deletes {
-		ops = append(ops, clientv3.OpPut(t.s.marker, ""))
+		ops = append(ops, kv.Op{Kind: kv.Put, Key: t.s.marker})
 	}
 	if limit := t.s.cfg.MaxTxnOps; len(ops) > limit {
 		return false, fmt.Errorf("etcd store: transaction writes %d keys, more than the %d etcd allows in one (server --max-txn-ops, Config.MaxTxnOps)", len(ops), limit)
 	}
 	ctx, cancel := context.WithTimeout(t.ctx, t.s.cfg.RequestTimeout)
 	defer cancel()
-	resp, err := t.s.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
+	resp, err := t.s.kv.Txn(ctx, kv.TxnRequest{Compare: cmps, Success: ops})
 	if err != nil {
 		return false, t.s.wrap(t.ctx, "commit", err)
 	}
@@ -151,7 +150,7 @@ func (t *tx) commit() (ok bool, err error) {
 // every key read also gets ModRevision == seen (0 for absent keys); if that
 // is too many comparisons, keys under a listed prefix share one comparison
 // on the deletion marker instead.
-func (t *tx) compares() ([]clientv3.Cmp, error) {
+func (t *tx) compares() ([]kv.Cmp, error) {
 	if t.rev == 0 {
 		return nil, nil // blind writes: nothing read, nothing to check
 	}
@@ -161,14 +160,15 @@ func (t *tx) compares() ([]clientv3.Cmp, error) {
 			prefixes = append(prefixes, p) // a listed prefix covers longer ones
 		}
 	}
-	var cmps []clientv3.Cmp
+	var cmps []kv.Cmp
 	for _, p := range prefixes {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(t.s.cfg.Prefix+p).WithPrefix(), "<", t.rev+1))
+		key := t.s.cfg.Prefix + p
+		cmps = append(cmps, kv.Cmp{Key: key, End: kv.PrefixEnd(key), Op: kv.Less, ModRev: t.rev + 1})
 	}
 	limit := t.s.cfg.MaxTxnOps
 	covered := func(string) bool { return false }
 	if len(cmps)+len(t.reads) > limit && len(prefixes) > 0 {
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(t.s.marker), "=", t.markerRev))
+		cmps = append(cmps, kv.Cmp{Key: t.s.marker, Op: kv.Equal, ModRev: t.markerRev})
 		covered = func(k string) bool {
 			for _, p := range prefixes {
 				if strings.HasPrefix(k, p) {
@@ -180,7 +180,7 @@ func (t *tx) compares() ([]clientv3.Cmp, error) {
 	}
 	for k, r := range t.reads { // order is irrelevant to etcd
 		if !covered(k) {
-			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(t.s.cfg.Prefix+k), "=", r.modRev))
+			cmps = append(cmps, kv.Cmp{Key: t.s.cfg.Prefix + k, Op: kv.Equal, ModRev: r.modRev})
 		}
 	}
 	if len(cmps) > limit {

@@ -1,0 +1,203 @@
+// The plugin on etcd: pods on two "nodes" sharing one real etcd (embedded
+// in this test binary, never in the plugin), addresses from per-node
+// blocks, no duplicates, DEL releasing them, and code 11 with nothing left
+// behind while etcd is down.
+//
+// Privileged: run as root with
+//
+//	go test ./test/e2e/
+//
+// (see main_privileged_test.go).
+
+package e2e
+
+import (
+	"context"
+	"maps"
+	"net"
+	"net/netip"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/kernel/kerneltest"
+	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/etcd"
+)
+
+func TestEtcdDatastore(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	kerneltest.Forwarding(t)
+	endpoint, _ := startEtcd(t)
+	pools := []any{
+		map[string]any{"cidr": "fd00:e2e:e7::/64", "blockSize": 122},
+		map[string]any{"cidr": "10.250.150.0/24", "blockSize": 28},
+	}
+	ds := map[string]any{"type": "etcd", "endpoints": []string{endpoint}}
+	// Two networks with one name on two nodes: what two hosts' plugins
+	// configured alike see (the test host plays both).
+	a := duetNetwork(t, map[string]any{"pools": pools, "datastore": ds, "nodeName": "e2e-etcd-a"})
+	b := newNetwork(t, "1.1.0", map[string]any{"type": "duet", "pools": pools, "datastore": ds, "nodeName": "e2e-etcd-b"}, "")
+	b.name, b.list.Name, b.conf["name"] = a.name, a.name, a.name
+	b.list.Plugins[0].Network.Name = a.name
+
+	var pods []*pod
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range 6 {
+		n := a
+		if i%2 == 1 {
+			n = b
+		}
+		p := n.newPod(t)
+		p.ifName = "eth0"
+		pods = append(pods, p)
+		wg.Go(func() {
+			if err := n.tryAdd(p); err != nil {
+				mu.Lock()
+				defer mu.Unlock()
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	allocs, blocks := readEtcd(t, endpoint)
+	seen := map[netip.Addr]bool{}
+	for _, p := range pods {
+		for _, v6 := range []bool{true, false} {
+			addr, ok := p.addr(v6)
+			if !ok {
+				t.Errorf("pod %s has no %s address", p.id, famName(v6))
+				continue
+			}
+			if seen[addr] {
+				t.Errorf("duplicate address %s", addr)
+			}
+			seen[addr] = true
+		}
+	}
+	if len(allocs) != len(pods) {
+		t.Errorf("etcd holds %d allocations, want %d", len(allocs), len(pods))
+	}
+	nodes := map[string]int{}
+	for _, bl := range blocks {
+		nodes[bl.Node]++
+	}
+	if nodes["e2e-etcd-a"] != 2 || nodes["e2e-etcd-b"] != 2 {
+		t.Errorf("blocks per node = %v, want one block of each family for each node", nodes)
+	}
+	// Same-node pods reach each other in both families (routed mode).
+	for _, v6 := range []bool{true, false} {
+		dst, _ := pods[2].addr(v6)
+		ping(t, pods[0].ns, dst)
+	}
+	if err := a.check(pods[0]); err != nil {
+		t.Errorf("CHECK: %v", err)
+	}
+	a.del(t, pods[0])
+	if allocs, _ := readEtcd(t, endpoint); len(allocs) != len(pods)-1 {
+		t.Errorf("after DEL etcd holds %d allocations, want %d", len(allocs), len(pods)-1)
+	}
+	for i, p := range pods[1:] {
+		[]*network{b, a}[i%2].del(t, p)
+	}
+	if allocs, _ := readEtcd(t, endpoint); len(allocs) != 0 {
+		t.Errorf("after every DEL etcd holds %d allocations: %+v", len(allocs), allocs)
+	}
+
+	// etcd down (a stopped member's port; the plugin is a new process
+	// each time, so this is what it sees when etcd stops): ADD answers
+	// code 11, quickly, and makes nothing.
+	down, stop := startEtcd(t)
+	stop()
+	conf := maps.Clone(a.conf)
+	conf["datastore"] = map[string]any{"type": "etcd", "endpoints": []string{down}}
+	p := a.newPod(t)
+	links, routes := dtLinks(t), testRoutes(t)
+	start := time.Now()
+	e := execFail(t, execCmd("duet", "ADD", p.id, p.path, p.ifName, jsonBytes(t, conf)))
+	t.Logf("etcd down: code %d after %s: %s", e.Code, time.Since(start).Round(time.Millisecond), e.Msg)
+	if e.Code != 11 || !contains(e.Msg+e.Details, strings.TrimPrefix(down, "http://"), "etcd is running") {
+		t.Errorf("ADD with etcd down: code %d %q %q, want 11 naming the endpoint and the fix", e.Code, e.Msg, e.Details)
+	}
+	for l := range dtLinks(t) {
+		if !links[l] {
+			t.Errorf("new host link %s after a failed ADD", l)
+		}
+	}
+	for r := range testRoutes(t) {
+		if !routes[r] {
+			t.Errorf("new host route %s after a failed ADD", r)
+		}
+	}
+	if linkExists(t, "", p.hostIf(a)) || nftMentions(t, p.hostIf(a)) {
+		t.Errorf("the failed ADD left the host end %s or its nftables elements", p.hostIf(a))
+	}
+}
+
+// readEtcd reads IPAM's allocations and blocks from etcd.
+func readEtcd(t *testing.T, endpoint string) ([]ipam.Allocation, []ipam.Block) {
+	t.Helper()
+	s, err := etcd.Open(etcd.Config{Endpoints: []string{endpoint}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	var allocs []ipam.Allocation
+	var blocks []ipam.Block
+	err = s.View(context.Background(), func(tx store.Tx) (err error) {
+		if allocs, err = ipam.List(tx, ""); err != nil {
+			return err
+		}
+		blocks, err = ipam.Blocks(tx)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return allocs, blocks
+}
+
+// startEtcd runs a single-member etcd on [::1] with its data under
+// t.TempDir(); stop (also run in cleanup) shuts it down.
+func startEtcd(t *testing.T) (endpoint string, stop func()) {
+	t.Helper()
+	cfg := embed.NewConfig()
+	cfg.Dir = t.TempDir()
+	cfg.LogLevel = "fatal"
+	client, peer := freeURL(t), freeURL(t)
+	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
+	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
+	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	e, err := embed.StartEtcd(cfg)
+	if err != nil {
+		t.Fatalf("start etcd: %v", err)
+	}
+	var once sync.Once
+	stop = func() { once.Do(func() { e.Close(); <-e.Server.StopNotify() }) }
+	t.Cleanup(stop)
+	select {
+	case <-e.Server.ReadyNotify():
+	case <-time.After(30 * time.Second):
+		t.Fatal("etcd not ready after 30s")
+	}
+	return client.String(), stop
+}
+
+func freeURL(t *testing.T) url.URL {
+	t.Helper()
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return url.URL{Scheme: "http", Host: l.Addr().String()}
+}
