@@ -19,7 +19,7 @@ func Down(datadir string, out io.Writer) error {
 	if err != nil {
 		fmt.Fprintln(out, "warning:", err)
 	}
-	for _, pid := range append(append([]int{}, s.PIDs...), s.RouterPID) {
+	for _, pid := range append(append([]int{}, s.PIDs...), s.RouterPID, s.StorePID) {
 		if pid == 0 {
 			continue
 		}
@@ -27,8 +27,9 @@ func Down(datadir string, out io.Writer) error {
 			fmt.Fprintf(out, "stopped pid %d\n", pid)
 		}
 	}
-	// Any duetd started for the lab, even one whose pid was not saved.
-	_ = exec.Command("pkill", "-TERM", "-f", "duetd .*--datastore-path "+datadir).Run()
+	// Any duetd started for the lab (nodes, etcd), even one whose pid was
+	// not saved: each names a path under datadir.
+	_ = exec.Command("pkill", "-TERM", "-f", "duetd .*"+datadir).Run()
 	_ = exec.Command("pkill", "-TERM", "-f", "bird -c "+datadir).Run()
 	time.Sleep(100 * time.Millisecond)
 	ents, _ := os.ReadDir("/var/run/netns")

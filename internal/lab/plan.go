@@ -1,7 +1,8 @@
 // Package lab builds a whole duet cluster in network namespaces on one
-// machine: a switch, N nodes each running duetd, an "outside" namespace
-// beyond the nodes' uplinks, and pods created by the real duet plugin
-// through libcni. The plan (names and addresses) is pure; up and down run
+// machine: a switch, N nodes each running duetd, an etcd (duetd's embedded
+// one, in a store namespace on the underlay) that every duetd and every
+// plugin call talks to, an "outside" namespace beyond the nodes' uplinks,
+// and pods created by the real duet plugin through libcni. The plan (names and addresses) is pure; up and down run
 // ip, duetd and the plugin.
 package lab
 
@@ -33,6 +34,9 @@ var (
 	Pool6     = netip.MustParsePrefix("fd00:d0e7::/56")
 	Pool4     = netip.MustParsePrefix("10.250.0.0/20")
 	outsideID = 254
+	storeID   = 253
+	// etcdPort is the lab etcd's client port on the store's addresses.
+	etcdPort uint16 = 2379
 
 	// The ndp-proxy topology: one global /64 (documentation space, only
 	// inside the lab) shared by nodes, outside and a neighbour, with the
@@ -80,10 +84,14 @@ type Underlay struct {
 
 // State is what `lab status --json` prints, and what down reads.
 type State struct {
-	Options  Options  `json:"options"`
-	Nodes    []Node   `json:"nodes"`
-	Pods     []Pod    `json:"pods"`
-	Outside  Endpoint `json:"outside"`
+	Options Options  `json:"options"`
+	Nodes   []Node   `json:"nodes"`
+	Pods    []Pod    `json:"pods"`
+	Outside Endpoint `json:"outside"`
+	// Store is the namespace of the lab's etcd, on the underlay like a
+	// control-plane host; StorePID is its duetd --etcd-only.
+	Store    Endpoint `json:"store"`
+	StorePID int      `json:"storePid,omitempty"`
 	Underlay Underlay `json:"underlay"`
 	// Neighbour is set in the ndp-proxy topology: a host on the nodes'
 	// link with no route for any pod.
@@ -95,6 +103,16 @@ type State struct {
 	Datadir   string     `json:"datadir"`
 	Ready     bool       `json:"ready"`
 	Extra     []Endpoint `json:"-"`
+}
+
+// EtcdEndpoints are the client URLs of the lab's etcd, IPv6 first; every
+// node reaches both (its underlay is dual-stack whatever the pods' family).
+func (s State) EtcdEndpoints() []string {
+	var out []string
+	for _, a := range s.Store.Addrs {
+		out = append(out, "http://"+netip.AddrPortFrom(a, etcdPort).String())
+	}
+	return out
 }
 
 func hostAddr(p netip.Prefix, id int) netip.Addr {
@@ -139,6 +157,7 @@ func Plan(o Options, datadir string) State {
 	s := State{Options: o, Datadir: datadir,
 		Underlay: Underlay{Kind: "switch", NetNS: Prefix + "switch"},
 		Outside:  Endpoint{NetNS: Prefix + "outside", Addrs: []netip.Addr{hostAddr(u6, outsideID), hostAddr(Underlay4, outsideID)}},
+		Store:    Endpoint{NetNS: Prefix + "etcd", Addrs: []netip.Addr{hostAddr(u6, storeID), hostAddr(Underlay4, storeID)}},
 	}
 	if o.Topology == "ndp-proxy" {
 		s.Neighbour = &Endpoint{NetNS: Prefix + "neighbour", Addrs: []netip.Addr{hostAddr(u6, neighbourID), hostAddr(Underlay4, neighbourID)}}

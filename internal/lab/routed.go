@@ -17,13 +17,14 @@ import (
 //
 //	node1 fd00:d0e7:f001::2 ─┐
 //	node2 fd00:d0e7:f002::2 ─┤ router (BIRD, AS 65000)
+//	etcd    fd00:d0e7:f0fe::2 ┤
 //	outside fd00:d0e7:f0ff::2 ┘
 const routerASN = 65000
 
 func nodeASN(i int) int { return routerASN + i }
 
 // routedSubnets returns the IPv6 and IPv4 subnet of link i (1..N for
-// nodes, 255 for the outside); the router is .1 / ::1, the host .2 / ::2.
+// nodes, 254 for the store, 255 for the outside); the router is .1 / ::1, the host .2 / ::2.
 func routedSubnets(i int) (netip.Prefix, netip.Prefix) {
 	v6 := netip.MustParsePrefix(fmt.Sprintf("fd00:d0e7:f0%02x::/64", i))
 	v4 := netip.MustParsePrefix(fmt.Sprintf("10.250.%d.0/24", 100+i%100))
@@ -34,6 +35,8 @@ func planRouted(s State, o Options) State {
 	s.Underlay = Underlay{Kind: "router", NetNS: Prefix + "router"}
 	o6, o4 := routedSubnets(255)
 	s.Outside = Endpoint{NetNS: Prefix + "outside", Addrs: []netip.Addr{hostAddr(o6, 2), hostAddr(o4, 2)}}
+	e6, e4 := routedSubnets(254)
+	s.Store = Endpoint{NetNS: Prefix + "etcd", Addrs: []netip.Addr{hostAddr(e6, 2), hostAddr(e4, 2)}}
 	for i := range s.Nodes {
 		n6, n4 := routedSubnets(i + 1)
 		s.Nodes[i].Addrs = []netip.Addr{hostAddr(n6, 2), hostAddr(n4, 2)}
@@ -81,7 +84,7 @@ func buildRouted(s State) (int, error) {
 		addrs       []netip.Addr
 		link        int
 	}
-	ms := []member{{"outside", s.Outside.NetNS, s.Outside.Addrs, 255}}
+	ms := []member{{"outside", s.Outside.NetNS, s.Outside.Addrs, 255}, {"etcd", s.Store.NetNS, s.Store.Addrs, 254}}
 	for i, n := range s.Nodes {
 		ms = append(ms, member{n.Name, n.NetNS, n.Addrs, i + 1})
 	}

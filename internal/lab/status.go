@@ -11,7 +11,6 @@ import (
 
 	"github.com/duetnet/duet/internal/ipam"
 	"github.com/duetnet/duet/internal/store"
-	"github.com/duetnet/duet/internal/store/bolt"
 )
 
 // This file is how the lab talks to its duetd processes and decides that
@@ -49,7 +48,7 @@ func allEstablished(peers any) bool {
 
 // countBlocks reads how many blocks the lab's store holds.
 func countBlocks(s State) int {
-	st, err := bolt.Open(filepath.Join(s.Datadir, "duet.db"), bolt.Options{ReadOnly: true, Timeout: time.Second})
+	st, err := openStore(s)
 	if err != nil {
 		return -1
 	}

@@ -106,6 +106,16 @@ func Up(ctx context.Context, o Options, binDir, datadir string, out io.Writer) (
 			return s, err
 		}
 	}
+	pid, err := startStore(ctx, binDir, s)
+	s.StorePID = pid
+	if err != nil {
+		_ = s.save()
+		return s, err
+	}
+	if err := s.save(); err != nil {
+		return s, err
+	}
+	step("etcd in %s at %s, pid %d", s.Store.NetNS, strings.Join(s.EtcdEndpoints(), " "), pid)
 	for _, n := range s.Nodes {
 		pid, err := startDuetd(binDir, s, n)
 		if err != nil {
@@ -166,7 +176,7 @@ func buildUnderlay(s State) error {
 		name, netns string
 		addrs       []netip.Addr
 	}
-	ms := []member{{"outside", s.Outside.NetNS, s.Outside.Addrs}}
+	ms := []member{{"outside", s.Outside.NetNS, s.Outside.Addrs}, {"etcd", s.Store.NetNS, s.Store.Addrs}}
 	if s.Neighbour != nil {
 		ms = append(ms, member{"neighbour", s.Neighbour.NetNS, s.Neighbour.Addrs})
 	}
@@ -195,7 +205,7 @@ func buildUnderlay(s State) error {
 			}
 			cmds = append(cmds, append([]string{"-n", m.netns, "addr", "add", fmt.Sprintf("%s/%d", a, plen), "dev", "uplink"}, extra...))
 		}
-		if m.name != "outside" && m.name != "neighbour" {
+		if m.name != "outside" && m.name != "neighbour" && m.name != "etcd" {
 			for _, gw := range s.Outside.Addrs {
 				fam := "-4"
 				if gw.Is6() {
@@ -225,7 +235,7 @@ func startDuetd(binDir string, s State, n Node) (int, error) {
 	defer logf.Close()
 	args := []string{"netns", "exec", n.NetNS, filepath.Join(binDir, "duetd"),
 		"--node-name", n.Name, "--address", strings.Join(addrs, ","), "--routing", s.Options.Routing,
-		"--datastore-path", filepath.Join(s.Datadir, "duet.db"), "--socket", sockPath(s, n), "--http", "", "--interval", "200ms"}
+		"--etcd-endpoints", strings.Join(s.EtcdEndpoints(), ","), "--socket", sockPath(s, n), "--http", "", "--interval", "1s"}
 	for i, m := range s.Nodes {
 		if m.Name == n.Name {
 			args = append(args, duetdRoutingArgs(s, i+1)...)
@@ -268,7 +278,7 @@ func RestartDuetd(s State, binDir, node string) (State, error) {
 func sockPath(s State, n Node) string { return filepath.Join(s.Datadir, n.Name+".sock") }
 
 // ConfList is the lab's network: the real duet plugin, on the lab's
-// shared datastore, with this node's name.
+// etcd, with this node's name.
 func ConfList(s State, node string) ([]byte, error) {
 	var pools []map[string]any
 	for _, p := range s.Pools {
@@ -283,7 +293,7 @@ func ConfList(s State, node string) ([]byte, error) {
 	}
 	plugin := map[string]any{
 		"type": "duet", "families": s.Options.Family, "pools": pools, "nodeName": node,
-		"datastore": map[string]string{"type": "bolt", "path": filepath.Join(s.Datadir, "duet.db")},
+		"datastore": map[string]any{"type": "etcd", "endpoints": s.EtcdEndpoints()},
 	}
 	if s.Options.Routing == "vxlan" {
 		plugin["mtu"] = 1500 - 70 // the lab's underlay MTU, less IPv6 VXLAN overhead

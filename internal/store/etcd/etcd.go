@@ -54,6 +54,9 @@ type Config struct {
 	MaxTxnOps int
 	// TLS, if set, is used for the client connections.
 	TLS *tls.Config
+	// Dial, if set, makes the gateway's connections (the lab reaches its
+	// etcd from inside a network namespace this way).
+	Dial kv.DialFunc
 }
 
 // Store is a store.Store on etcd. It is safe for concurrent use.
@@ -74,7 +77,7 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	t, err := kv.NewGateway(cfg.Endpoints, cfg.DialTimeout, cfg.TLS)
+	t, err := kv.NewGateway(cfg.Endpoints, cfg.DialTimeout, cfg.TLS, cfg.Dial)
 	if err != nil {
 		return nil, fmt.Errorf("etcd store: %w", err)
 	}

@@ -31,8 +31,9 @@ var _ Transport = (*Gateway)(nil)
 // NewGateway returns a Gateway for endpoints (client URLs such as
 // "http://[fd00::1]:2379"; a URL without a scheme is taken as http).
 // dialTimeout bounds each connection attempt; tlsCfg, if set, is used for
-// https endpoints. Nothing is contacted until the first Txn.
-func NewGateway(endpoints []string, dialTimeout time.Duration, tlsCfg *tls.Config) (*Gateway, error) {
+// https endpoints; dial, if set, makes the connections (the lab dials from
+// inside a network namespace). Nothing is contacted until the first Txn.
+func NewGateway(endpoints []string, dialTimeout time.Duration, tlsCfg *tls.Config, dial DialFunc) (*Gateway, error) {
 	if len(endpoints) == 0 {
 		return nil, errors.New("no etcd endpoints")
 	}
@@ -46,9 +47,11 @@ func NewGateway(endpoints []string, dialTimeout time.Duration, tlsCfg *tls.Confi
 		}
 		g.endpoints = append(g.endpoints, strings.TrimRight(ep, "/"))
 	}
-	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	if dial == nil {
+		dial = (&net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}).DialContext
+	}
 	g.client = &http.Client{Transport: &http.Transport{
-		DialContext:         dialer.DialContext,
+		DialContext:         dial,
 		TLSClientConfig:     tlsCfg,
 		TLSHandshakeTimeout: dialTimeout,
 		MaxIdleConnsPerHost: 64,
@@ -58,6 +61,9 @@ func NewGateway(endpoints []string, dialTimeout time.Duration, tlsCfg *tls.Confi
 	}}
 	return g, nil
 }
+
+// DialFunc makes a connection, as net.Dialer.DialContext does.
+type DialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 // Close drops idle connections.
 func (g *Gateway) Close() error {

@@ -92,7 +92,7 @@ func TestGatewayErrors(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	g, err := NewGateway([]string{srv.URL}, time.Second, nil)
+	g, err := NewGateway([]string{srv.URL}, time.Second, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestGatewayErrors(t *testing.T) {
 		t.Errorf("permission denied: %v, want a permanent *Error with code PermissionDenied", err)
 	}
 	// A server that is not etcd (no /v3/kv/txn).
-	g2, _ := NewGateway([]string{srv.URL + "/not-etcd"}, time.Second, nil)
+	g2, _ := NewGateway([]string{srv.URL + "/not-etcd"}, time.Second, nil, nil)
 	_, err = g2.Txn(context.Background(), TxnRequest{})
 	if !Permanent(err) || !strings.Contains(err.Error(), "gateway") {
 		t.Errorf("no gateway: %v, want a permanent error naming the gateway", err)
@@ -132,7 +132,7 @@ func TestGatewayFailover(t *testing.T) {
 	}
 	dead := "http://" + l.Addr().String()
 	l.Close()
-	g, err := NewGateway([]string{dead, strings.TrimPrefix(srv.URL, "http://")}, time.Second, nil)
+	g, err := NewGateway([]string{dead, strings.TrimPrefix(srv.URL, "http://")}, time.Second, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -146,7 +146,7 @@ func TestGatewayFailover(t *testing.T) {
 	if calls != 2 || g.next.Load() != 1 {
 		t.Errorf("calls %d, next %d: want 2 calls and the live endpoint remembered", calls, g.next.Load())
 	}
-	if _, err := NewGateway([]string{"unix:///run/etcd.sock"}, time.Second, nil); err == nil {
+	if _, err := NewGateway([]string{"unix:///run/etcd.sock"}, time.Second, nil, nil); err == nil {
 		t.Error("a unix:// endpoint was accepted")
 	}
 }
