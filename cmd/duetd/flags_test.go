@@ -24,3 +24,34 @@ func TestPeerFlag(t *testing.T) {
 		}
 	}
 }
+
+func TestEtcdFlags(t *testing.T) {
+	var l urlList
+	if err := l.Set("http://[fd00::1]:2379, http://127.0.0.1:2379"); err != nil || l.String() != "http://[fd00::1]:2379,http://127.0.0.1:2379" {
+		t.Fatalf("--etcd-listen: %v %v", l.String(), err)
+	}
+	for _, bad := range []string{"[fd00::1]:2379", "http://[fd00::1]", "unix:///run/etcd.sock", "http://host:2379/path"} {
+		if err := l.Set(bad); err == nil || !strings.Contains(err.Error(), bad) {
+			t.Errorf("--etcd-listen %q: %v", bad, err)
+		}
+	}
+	f := etcdFlags{endpoints: "http://[fd00::1]:2379,https://10.0.0.1:2379"}
+	if eps, err := f.check(false); err != nil || len(eps) != 2 || eps[0] != "http://[fd00::1]:2379" {
+		t.Errorf("endpoints: %v %v", eps, err)
+	}
+	for _, c := range []struct {
+		f       etcdFlags
+		boltSet bool
+		flag    string
+	}{
+		{etcdFlags{endpoints: "fd00::1:2379"}, false, "--etcd-endpoints"},
+		{etcdFlags{only: true}, false, "--etcd-only"},
+		{etcdFlags{only: true, embedDir: "/d", endpoints: "http://[::1]:2379"}, false, "--etcd-only"},
+		{etcdFlags{listen: urlList{{Scheme: "http", Host: "[::1]:2379"}}}, false, "--etcd-listen"},
+		{etcdFlags{embedDir: "/d"}, true, "--datastore-path"},
+	} {
+		if _, err := c.f.check(c.boltSet); err == nil || !strings.HasPrefix(err.Error(), c.flag) {
+			t.Errorf("%+v: %v, want an error naming %s", c.f, err, c.flag)
+		}
+	}
+}

@@ -3,6 +3,16 @@
 // blackholes its own) from the desired state in the store. It serves
 // /healthz and Prometheus /metrics over HTTP, and its status on a unix
 // socket for duetctl. Stopping it leaves the dataplane intact.
+//
+// The store is a bolt file on one host (--datastore-path), or etcd for a
+// cluster (--etcd-endpoints). With etcd, duetd watches the store and
+// reconciles as soon as anything changes, and still every --interval.
+// --embed-etcd DIR runs a single-member etcd inside duetd (data in DIR,
+// clients on --etcd-listen); with --etcd-only that is all it runs, which
+// is how a lab or small cluster runs its store host:
+//
+//	duetd --embed-etcd /var/lib/duet/etcd --etcd-only --etcd-listen http://[fd00::1]:2379
+//	duetd --etcd-endpoints http://[fd00::1]:2379        # on every node
 package main
 
 import (
@@ -35,6 +45,7 @@ import (
 	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/routing"
 	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/etcdwatch"
 	"github.com/duetnet/duet/internal/store/open"
 )
 
@@ -96,7 +107,7 @@ func main() {
 		node     = flag.String("node-name", host, "this node's name (unique in the cluster)")
 		dbPath   = flag.String("datastore-path", config.DefaultBoltPath, "bolt datastore file (one host)")
 		routingM = flag.String("routing", routing.Direct, "how to reach other nodes: direct (on-link peers), vxlan (both families over one tunnel) or bgp (advertise blocks to --bgp-peer routers, install what they advertise)")
-		interval = flag.Duration("interval", time.Second, "how often to reconcile")
+		interval = flag.Duration("interval", time.Second, "how often to reconcile (with etcd, also at once whenever the store changes)")
 		sock     = flag.String("socket", "/run/duet/duetd.sock", "unix socket for duetctl")
 		httpAddr = flag.String("http", "127.0.0.1:9641", "address for /healthz and /metrics (empty: off)")
 		addrs    addrList
@@ -107,8 +118,32 @@ func main() {
 	)
 	flag.Var(&peers, "bgp-peer", "a BGP peer as ADDRESS/ASN[,password=P][,hold=90s][,multihop=TTL] (repeat); bgp routing")
 	flag.Var(&addrs, "address", "this node's underlay address (repeat, or comma-separated; default: the global addresses of the default-route interfaces)")
+	var ef etcdFlags
+	flag.StringVar(&ef.endpoints, "etcd-endpoints", "", "keep the store in etcd at these client `URLs` (comma-separated, like http://[fd00::1]:2379) instead of the bolt file; duetd syncs as soon as the store changes")
+	flag.StringVar(&ef.embedDir, "embed-etcd", "", "run a single-member etcd inside duetd with its data in `DIR` (kept across restarts); the store is there unless --etcd-endpoints says otherwise")
+	flag.Var(&ef.listen, "etcd-listen", "client `URL` the embedded etcd listens on (repeat, or comma-separated; default http://127.0.0.1:2379); with --embed-etcd")
+	flag.BoolVar(&ef.only, "etcd-only", false, "run only the embedded etcd and /healthz: no agent, no node, nothing programmed (a store host); with --embed-etcd")
+	flag.StringVar(&ef.logLevel, "etcd-log-level", "error", "the embedded etcd's own log level: debug, info, warn or error")
+	flag.Usage = func() {
+		fmt.Fprint(flag.CommandLine.Output(), `Usage: duetd [flags]
+
+duetd is duet's node agent. Its store is a bolt file on one host
+(--datastore-path), or etcd for a cluster (--etcd-endpoints, or an etcd
+inside duetd with --embed-etcd; --etcd-only for a host that only runs it).
+
+`)
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	boltSet := false
+	flag.Visit(func(f *flag.Flag) { boltSet = boltSet || f.Name == "datastore-path" })
+	eps, err := ef.check(boltSet)
+	if err != nil {
+		log.Error("bad flags", "err", err)
+		os.Exit(2)
+	}
+	ef.eps = eps
 	var bgpCfg *bgp.Config
 	if *routingM == agent.BGP {
 		bgpCfg = &bgp.Config{ASN: uint32(*asn), Peers: peers, GracefulRestart: true}
@@ -125,15 +160,33 @@ func main() {
 	if *mesh {
 		meshASN = uint32(*asn)
 	}
-	if err := run(log, *node, *dbPath, *routingM, *interval, *sock, *httpAddr, addrs, bgpCfg, meshASN); err != nil {
+	if err := run(log, *node, *dbPath, *routingM, *interval, *sock, *httpAddr, addrs, bgpCfg, meshASN, &ef); err != nil {
 		log.Error("duetd stopped", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Duration, sock, httpAddr string, addrs []netip.Addr, bgpCfg *bgp.Config, meshASN uint32) error {
+func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Duration, sock, httpAddr string, addrs []netip.Addr, bgpCfg *bgp.Config, meshASN uint32, ef *etcdFlags) error {
 	if routingMode != routing.Direct && routingMode != routing.VXLAN && routingMode != agent.BGP {
 		return fmt.Errorf("--routing %q: use %q, %q or %q", routingMode, routing.Direct, routing.VXLAN, agent.BGP)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	eps := ef.eps
+	if ef.embedDir != "" {
+		srv, err := startEmbedded(ctx, ef, log)
+		if err != nil {
+			return err
+		}
+		// Deferred first, so it runs last: after the agent, its store
+		// and the BGP speaker are done with it.
+		defer srv.Close()
+		if ef.only {
+			return runEtcdOnly(ctx, log, srv, httpAddr)
+		}
+		if len(eps) == 0 {
+			eps = srv.Endpoints()
+		}
 	}
 	mtu, err := kernel.DefaultRouteMTU()
 	if err != nil {
@@ -145,12 +198,25 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 			return fmt.Errorf("no underlay address found (%v): pass --address", err)
 		}
 	}
+	openStore := func() (store.Store, error) {
+		return open.Store(config.Datastore{Type: config.DatastoreBolt, Path: dbPath})
+	}
+	var changed <-chan struct{}
+	if len(eps) > 0 {
+		es := &etcdStore{eps: eps}
+		defer es.Close()
+		if _, err := es.open(); errors.Is(err, store.ErrUnavailable) {
+			log.Warn("etcd unreachable; each sync tries again", "err", err)
+		} else if err != nil {
+			return err
+		}
+		openStore = es.open
+		changed = etcdwatch.Watch(ctx, eps, watchPrefix, log)
+	}
 	instance := instanceID()
 	m := newMetrics()
 	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: instance, UplinkMTU: mtu, MeshASN: meshASN},
-		func() (store.Store, error) {
-			return open.Store(config.Datastore{Type: config.DatastoreBolt, Path: dbPath})
-		},
+		openStore,
 		func() (agent.Kernel, func(), error) {
 			ns, err := kernel.HostNS()
 			if err != nil {
@@ -158,8 +224,9 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 			}
 			return ns, func() { ns.Close() }, nil
 		}, m, log)
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+	if changed != nil {
+		a.WithTrigger(changed)
+	}
 	if bgpCfg != nil {
 		if !bgpCfg.RouterID.IsValid() {
 			bgpCfg.RouterID = routerID(node, addrs)
@@ -190,15 +257,13 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 			}
 			fmt.Fprintln(w, "ok")
 		})
-		srv := &http.Server{Addr: httpAddr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
-		go func() {
-			if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				log.Error("http", "err", err)
-			}
-		}()
-		defer srv.Close()
+		defer serveHTTP(httpAddr, mux, log)()
 	}
-	log.Info("duetd started", "node", node, "addresses", addrs, "routing", routingMode)
+	datastore := "bolt " + dbPath
+	if len(eps) > 0 {
+		datastore = "etcd " + strings.Join(eps, ",")
+	}
+	log.Info("duetd started", "node", node, "addresses", addrs, "routing", routingMode, "datastore", datastore)
 	return a.Run(ctx)
 }
 

@@ -104,10 +104,9 @@ func (a *Agent) WithSpeaker(s Speaker) *Agent { a.speaker = s; return a }
 // acted on at once. c should coalesce (buffer one, never block).
 func (a *Agent) WithTrigger(c <-chan struct{}) *Agent { a.trigger = c; return a }
 
-// maxTriggered is how many triggered syncs may run back to back before
-// the agent waits for its ticker: a sync for the events that arrived
-// during the previous one, but no endless loop under a storm of writes.
-const maxTriggered = 2
+// maxCoolDown bounds the pause between syncs while the store changes
+// during every sync (a storm of writes); Interval, if shorter, is used.
+const maxCoolDown = time.Second
 
 // Status returns a copy of the last sync's status.
 func (a *Agent) Status() Status {
@@ -132,21 +131,25 @@ func (a *Agent) Run(ctx context.Context) error {
 	if a.speaker != nil {
 		learned = a.speaker.Changed() // peers' routes changed: sync now
 	}
-	triggered := 0 // triggered syncs since the last tick
 	for {
-		trigger := a.trigger
-		if triggered >= maxTriggered {
-			trigger = nil // a storm: the ticker takes over until it calms
-		}
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
-			triggered = 0
 		case <-learned:
-		case <-trigger:
-			triggered++
+		case <-a.trigger:
 		}
+		a.syncAndFollow(ctx)
+	}
+}
+
+// syncAndFollow syncs, and again at once if the store changed during
+// that sync (the trigger fired). If it changed during the follow-up too,
+// the store is in a storm of writes: the agent keeps syncing, but pauses
+// between syncs instead of spinning.
+func (a *Agent) syncAndFollow(ctx context.Context) {
+	coolDown := min(a.cfg.Interval, maxCoolDown)
+	for followUps := 0; ; followUps++ {
 		// This sync reads the store after every change signalled so far.
 		select {
 		case <-a.trigger:
@@ -154,6 +157,18 @@ func (a *Agent) Run(ctx context.Context) error {
 		}
 		if err := a.Sync(ctx); err != nil {
 			a.log.Warn("sync failed", "err", err)
+		}
+		select {
+		case <-a.trigger: // changes during the sync
+		default:
+			return
+		}
+		if followUps >= 1 {
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(coolDown):
+			}
 		}
 	}
 }

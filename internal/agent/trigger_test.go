@@ -52,14 +52,31 @@ func TestTriggerSyncsAtOnce(t *testing.T) {
 
 // TestTriggerStorm: every sync causes another change (as a sync that
 // writes would with etcd): one sync for the change, one more for what came
-// during it, then the agent waits for its ticker instead of spinning.
+// during it, then a pause of maxCoolDown (the Interval being longer)
+// between syncs instead of spinning. Once the storm is over, a change
+// syncs at once again.
 func TestTriggerStorm(t *testing.T) {
 	c := make(chan struct{}, 1)
+	var storm atomic.Bool
+	storm.Store(true)
 	n := runCounting(t, c, func() {
-		select {
-		case c <- struct{}{}:
-		default:
+		if storm.Load() {
+			select {
+			case c <- struct{}{}:
+			default:
+			}
 		}
 	})
-	eventually(t, n, 1+maxTriggered)
+	eventually(t, n, 3) // the first sync, then the triggered one and its follow-up
+	time.Sleep(maxCoolDown / 2)
+	if got := n.Load(); got != 3 {
+		t.Fatalf("%d syncs during the pause, want 3", got)
+	}
+	storm.Store(false)
+	time.Sleep(maxCoolDown)
+	if got := n.Load(); got != 4 {
+		t.Fatalf("%d syncs after the pause, want 4", got)
+	}
+	c <- struct{}{}
+	eventually(t, n, 5)
 }

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -160,6 +161,21 @@ func (s *Server) Endpoints() []string {
 		out = append(out, u.String())
 	}
 	return out
+}
+
+// Health answers nil when the member serves linearizable reads (it has a
+// leader and applies), and raises no alarm such as a full backend; this is
+// what etcd's own /health checks.
+func (s *Server) Health(ctx context.Context) error {
+	if as := s.etcd.Server.Alarms(); len(as) > 0 {
+		return fmt.Errorf("etcd alarm %s: see etcdctl alarm list", as[0].Alarm)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := s.etcd.Server.Range(ctx, &etcdserverpb.RangeRequest{Key: []byte("health"), CountOnly: true}); err != nil {
+		return fmt.Errorf("etcd does not answer a read: %w", err)
+	}
+	return nil
 }
 
 // Err reports a fatal error of the running member (nil while it serves).

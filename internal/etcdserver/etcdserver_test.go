@@ -57,6 +57,9 @@ func TestRestartKeepsData(t *testing.T) {
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			defer cancel()
+			if err := s.Health(ctx); err != nil {
+				t.Fatalf("health: %v", err)
+			}
 			if _, err := client(t, s).Put(ctx, "/duet/k", "v1"); err != nil {
 				t.Fatal(err)
 			}

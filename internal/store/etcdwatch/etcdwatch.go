@@ -27,9 +27,11 @@ const (
 // Watch signals on the returned channel whenever a key under prefix is
 // put or deleted. Signals coalesce: the channel holds at most one, and a
 // slow reader is never blocked on nor blocks the watch. Watch keeps
-// (re)connecting until ctx ends, through etcd restarts and compactions;
-// after a compaction it signals once, since changes may have been missed.
-// The channel is never closed.
+// (re)connecting until ctx ends, through etcd restarts and compactions.
+// Whenever it starts watching afresh (at first, once etcd answers, and
+// after a compaction) it signals once, since changes may have been missed:
+// a reader whose last sync failed because etcd was down learns that it is
+// back. The channel is never closed.
 func Watch(ctx context.Context, endpoints []string, prefix string, log *slog.Logger) <-chan struct{} {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -102,6 +104,8 @@ func (w *watcher) run(ctx context.Context) {
 				continue
 			}
 			rev = r.Header.Revision + 1
+			w.log.Debug("etcd watch: watching", "prefix", w.prefix, "revision", rev)
+			w.signal()
 		}
 		next, err := w.watch(ctx, cli, rev)
 		if ctx.Err() != nil {
@@ -109,7 +113,6 @@ func (w *watcher) run(ctx context.Context) {
 		}
 		if errors.Is(err, rpctypes.ErrCompacted) {
 			w.log.Debug("etcd watch: history compacted; watching from now", "revision", rev)
-			w.signal()
 			rev = 0
 			continue
 		}

@@ -56,9 +56,12 @@ func TestWatch(t *testing.T) {
 		}
 	}
 	c := Watch(ctx, s.Endpoints(), "/duet/", nil)
-	time.Sleep(300 * time.Millisecond) // the watch is set up
+	if !signalled(c, time.Second) {
+		t.Fatal("no signal when the watch started")
+	}
+	time.Sleep(200 * time.Millisecond)
 	if signalled(c, 0) {
-		t.Fatal("signal before any change")
+		t.Fatal("a second signal before any change")
 	}
 
 	put("/duet/nodes/a")

@@ -1,0 +1,183 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/duetnet/duet/internal/config"
+	"github.com/duetnet/duet/internal/etcdserver"
+	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/etcd"
+	"github.com/duetnet/duet/internal/store/open"
+)
+
+// urlList is --etcd-listen URL, repeatable or comma-separated.
+type urlList []url.URL
+
+func (l *urlList) String() string {
+	var s []string
+	for _, u := range *l {
+		s = append(s, u.String())
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *urlList) Set(s string) error {
+	for _, f := range strings.Split(s, ",") {
+		u, err := parseEtcdURL(strings.TrimSpace(f))
+		if err != nil {
+			return err
+		}
+		*l = append(*l, u)
+	}
+	return nil
+}
+
+func parseEtcdURL(s string) (url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Hostname() == "" || u.Port() == "" || (u.Path != "" && u.Path != "/") {
+		return url.URL{}, fmt.Errorf("%q is not an etcd URL: write it like http://[fd00::1]:2379 or http://10.0.0.1:2379", s)
+	}
+	u.Path = ""
+	return *u, nil
+}
+
+// etcdFlags are the flags that put the store in etcd.
+type etcdFlags struct {
+	endpoints string
+	embedDir  string
+	listen    urlList
+	only      bool
+	logLevel  string
+	// eps is --etcd-endpoints parsed, set by main after check.
+	eps []string
+}
+
+// check validates the combination; boltSet is whether --datastore-path was
+// given. It returns the parsed --etcd-endpoints.
+func (f *etcdFlags) check(boltSet bool) ([]string, error) {
+	var eps []string
+	if f.endpoints != "" {
+		for _, e := range strings.Split(f.endpoints, ",") {
+			u, err := parseEtcdURL(strings.TrimSpace(e))
+			if err != nil {
+				return nil, fmt.Errorf("--etcd-endpoints: %w", err)
+			}
+			eps = append(eps, u.String())
+		}
+	}
+	switch {
+	case f.only && f.embedDir == "":
+		return nil, errors.New("--etcd-only runs just the embedded etcd: give it --embed-etcd DIR")
+	case f.only && f.endpoints != "":
+		return nil, errors.New("--etcd-only serves the embedded etcd and uses no datastore: drop --etcd-endpoints")
+	case len(f.listen) > 0 && f.embedDir == "":
+		return nil, errors.New("--etcd-listen is where the embedded etcd listens: add --embed-etcd DIR, or drop it and point --etcd-endpoints at your etcd")
+	case boltSet && (f.endpoints != "" || f.embedDir != ""):
+		return nil, errors.New("--datastore-path is the bolt file, but --etcd-endpoints or --embed-etcd puts the store in etcd: choose one")
+	}
+	return eps, nil
+}
+
+func (f *etcdFlags) etcd() bool { return f.endpoints != "" || f.embedDir != "" }
+
+// startEmbedded starts the embedded etcd, with errors that name the flag
+// to change.
+func startEmbedded(ctx context.Context, f *etcdFlags, log *slog.Logger) (*etcdserver.Server, error) {
+	srv, err := etcdserver.Start(ctx, etcdserver.Config{Dir: f.embedDir, ListenClient: f.listen, LogLevel: f.logLevel, Log: log})
+	switch {
+	case errors.Is(err, etcdserver.ErrDir):
+		return nil, fmt.Errorf("--embed-etcd %s: %w", f.embedDir, err)
+	case errors.Is(err, etcdserver.ErrListen):
+		return nil, fmt.Errorf("--etcd-listen: %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("--embed-etcd %s: %w", f.embedDir, err)
+	}
+	return srv, nil
+}
+
+// etcdStore is the agent's store in etcd: opened once and kept (the agent
+// closes its store after each sync, which suits bolt's file lock, not a
+// client with connections). While etcd is unreachable each sync tries
+// again, so duetd rides out an etcd that starts after it.
+type etcdStore struct {
+	eps []string
+	mu  sync.Mutex
+	st  store.Store
+}
+
+// open returns the store; its Close does nothing.
+func (e *etcdStore) open() (store.Store, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.st == nil {
+		st, err := open.Store(config.Datastore{Type: config.DatastoreEtcd, Endpoints: e.eps})
+		if err != nil {
+			// The store's error says what to check (is etcd running?),
+			// and wraps store.ErrUnavailable when it is only unreachable.
+			return nil, fmt.Errorf("--etcd-endpoints %s: %w", strings.Join(e.eps, ","), err)
+		}
+		e.st = st
+	}
+	return keepOpen{e.st}, nil
+}
+
+// Close closes the store at exit.
+func (e *etcdStore) Close() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.st != nil {
+		_ = e.st.Close()
+		e.st = nil
+	}
+}
+
+// keepOpen is a store whose Close is left to etcdStore.
+type keepOpen struct{ store.Store }
+
+func (keepOpen) Close() error { return nil }
+
+// watchPrefix is where the store keeps its keys in etcd.
+const watchPrefix = etcd.DefaultPrefix
+
+// runEtcdOnly serves the embedded etcd and /healthz until ctx ends or etcd
+// fails: a store host, with no agent and nothing programmed.
+func runEtcdOnly(ctx context.Context, log *slog.Logger, srv *etcdserver.Server, httpAddr string) error {
+	if httpAddr != "" {
+		mux := http.NewServeMux()
+		mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+			if err := srv.Health(r.Context()); err != nil {
+				http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+			fmt.Fprintln(w, "ok")
+		})
+		defer serveHTTP(httpAddr, mux, log)()
+	}
+	log.Info("duetd serving etcd only", "endpoints", srv.Endpoints())
+	select {
+	case <-ctx.Done():
+		return nil
+	case err := <-srv.Err():
+		return fmt.Errorf("embedded etcd: %w", err)
+	}
+}
+
+// serveHTTP serves mux on addr until stop; a failure to listen is logged
+// (the agent runs on without /healthz and /metrics).
+func serveHTTP(addr string, mux *http.ServeMux, log *slog.Logger) (stop func()) {
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("http: check --http", "err", err)
+		}
+	}()
+	return func() { srv.Close() }
+}
