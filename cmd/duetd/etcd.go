@@ -15,6 +15,7 @@ import (
 	"github.com/duetnet/duet/internal/etcdserver"
 	"github.com/duetnet/duet/internal/store"
 	"github.com/duetnet/duet/internal/store/etcd"
+	"github.com/duetnet/duet/internal/store/etcd/kvgrpc"
 	"github.com/duetnet/duet/internal/store/open"
 )
 
@@ -118,7 +119,7 @@ func (e *etcdStore) open() (store.Store, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.st == nil {
-		st, err := open.Store(config.Datastore{Type: config.DatastoreEtcd, Endpoints: e.eps})
+		st, err := openEtcd(e.eps)
 		if err != nil {
 			// The store's error says what to check (is etcd running?),
 			// and wraps store.ErrUnavailable when it is only unreachable.
@@ -127,6 +128,20 @@ func (e *etcdStore) open() (store.Store, error) {
 		e.st = st
 	}
 	return keepOpen{e.st}, nil
+}
+
+// openEtcd opens the store over etcd's gRPC client (kvgrpc), which suits
+// a long-lived process; the plugin's open.Store uses the JSON gateway.
+func openEtcd(eps []string) (store.Store, error) {
+	cfg, err := open.EtcdConfig(config.Datastore{Type: config.DatastoreEtcd, Endpoints: eps})
+	if err != nil {
+		return nil, err
+	}
+	t, err := kvgrpc.Dial(cfg.Endpoints, etcd.DefaultDialTimeout, cfg.TLS, nil)
+	if err != nil {
+		return nil, err
+	}
+	return etcd.OpenTransport(cfg, t) // closes t on error
 }
 
 // Close closes the store at exit.
