@@ -158,12 +158,12 @@ func allocateOne(tx store.Tx, req Request, fam Family, mac string) (IP, string, 
 				return ip, m, err
 			}
 		}
-		// Only a claim needs every node's blocks, to stay clear of them.
-		all, err := Blocks(tx)
+		// Only a claim needs every claimed block, to stay clear of them.
+		claimed, err := claimedBlocks(tx)
 		if err != nil {
 			return IP{}, "", err
 		}
-		b, ok, err := claimBlock(tx, pool, req.Node, all)
+		b, ok, err := claimBlock(tx, pool, req.Node, claimed)
 		if err != nil {
 			return IP{}, "", err
 		}
@@ -297,8 +297,11 @@ func Room(tx store.Tx, node string, fams []Family, pools []Pool) error {
 				}
 			}
 			if !ok {
-				nb, claimable, err := claimBlock(nopTx{tx}, pool, node, blocks)
-				_ = nb
+				claimed := make([]netip.Prefix, 0, len(blocks))
+				for _, b := range blocks {
+					claimed = append(claimed, b.CIDR)
+				}
+				_, claimable, err := claimBlock(nopTx{tx}, pool, node, claimed)
 				if err != nil {
 					return err
 				}

@@ -5,11 +5,19 @@ import (
 	"fmt"
 	"net/netip"
 	"sort"
+	"strings"
 
 	"github.com/duetnet/duet/internal/store"
 )
 
 const blocksPrefix = "blocks/"
+
+// claimsPrefix indexes every claimed block by CIDR alone ("claims/<cidr>"
+// holds the node). A claim reads this index instead of every node's
+// blocks: blocks are rewritten by every allocation, claims only when a
+// block is claimed, so on etcd a claim no longer conflicts with (and
+// retries behind) every allocation on every other node.
+const claimsPrefix = "claims/"
 
 // Block is a slice of a pool with an affinity to one node. Its allocations
 // live inside it, so handing out an address writes one block.
@@ -49,6 +57,39 @@ func listBlocks(tx store.Tx, prefix string) ([]Block, error) {
 			return nil, fmt.Errorf("store key %s is corrupt: %w", kv.Key, err)
 		}
 		out = append(out, b)
+	}
+	return out, nil
+}
+
+// claimedBlocks returns every claimed block's CIDR from the claims index.
+// A store written before the index existed has blocks but no claims: the
+// first claim then reads every block and writes the index in the same
+// transaction, so it is complete from then on.
+func claimedBlocks(tx store.Tx) ([]netip.Prefix, error) {
+	kvs, err := tx.List(claimsPrefix)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]netip.Prefix, 0, len(kvs))
+	for _, kv := range kvs {
+		p, err := netip.ParsePrefix(strings.TrimPrefix(kv.Key, claimsPrefix))
+		if err != nil {
+			return nil, fmt.Errorf("store key %s is corrupt: %w", kv.Key, err)
+		}
+		out = append(out, p)
+	}
+	if len(out) > 0 {
+		return out, nil
+	}
+	blocks, err := Blocks(tx)
+	if err != nil {
+		return nil, err
+	}
+	for _, b := range blocks {
+		if err := tx.Put(claimsPrefix+b.CIDR.String(), []byte(b.Node)); err != nil {
+			return nil, err
+		}
+		out = append(out, b.CIDR)
 	}
 	return out, nil
 }
@@ -129,11 +170,11 @@ func (b Block) nextSequential() (netip.Addr, uint64, bool) {
 // claimBlock claims the first block of pool that overlaps no existing
 // block (of any pool: a pool whose blockSize changed must not hand out an
 // address twice) and gives it an affinity to node.
-func claimBlock(tx store.Tx, pool Pool, node string, existing []Block) (Block, bool, error) {
+func claimBlock(tx store.Tx, pool Pool, node string, claimed []netip.Prefix) (Block, bool, error) {
 	var taken []netip.Prefix
-	for _, b := range existing {
-		if b.CIDR.Overlaps(pool.CIDR) {
-			taken = append(taken, b.CIDR)
+	for _, c := range claimed {
+		if c.Overlaps(pool.CIDR) {
+			taken = append(taken, c)
 		}
 	}
 	sort.Slice(taken, func(i, j int) bool { return taken[i].Addr().Less(taken[j].Addr()) })
@@ -156,6 +197,9 @@ func claimBlock(tx store.Tx, pool Pool, node string, existing []Block) (Block, b
 			if b.free() == 0 {
 				cur = cur.add(step)
 				continue
+			}
+			if err := tx.Put(claimsPrefix+cand.String(), []byte(node)); err != nil {
+				return Block{}, false, err
 			}
 			return b, true, putBlock(tx, b)
 		}

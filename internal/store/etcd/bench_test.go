@@ -87,7 +87,7 @@ func benchRounds(b *testing.B, open func(*testing.B) []store.Store) {
 // allocateAll has client i allocate benchTotal/benchClients addresses as
 // node i, through ipam.Allocate in one Update each, and returns every
 // address handed out and how often the Update functions ran.
-func allocateAll(b *testing.B, stores []store.Store, pool ipam.Pool) ([]netip.Addr, int64) {
+func allocateAll(b testing.TB, stores []store.Store, pool ipam.Pool) ([]netip.Addr, int64) {
 	var runs atomic.Int64
 	got := make([][]netip.Addr, len(stores))
 	var wg sync.WaitGroup
@@ -128,7 +128,7 @@ func allocateAll(b *testing.B, stores []store.Store, pool ipam.Pool) ([]netip.Ad
 
 // duplicates counts addresses handed out twice, both in what the clients
 // were told and in what the store holds, and any shortfall in either.
-func duplicates(b *testing.B, s store.Store, handedOut []netip.Addr) int64 {
+func duplicates(b testing.TB, s store.Store, handedOut []netip.Addr) int64 {
 	var stored []ipam.Allocation
 	err := s.View(context.Background(), func(tx store.Tx) (err error) {
 		stored, err = ipam.List(tx, "bench")
