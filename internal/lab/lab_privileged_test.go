@@ -197,6 +197,44 @@ func TestDuetdRestartKeepsFlows(t *testing.T) {
 	}
 }
 
+// TestPodsWhileDuetdDown: the plugin talks to etcd itself, so a pod comes
+// up on a node whose duetd is stopped; once duetd is back, the other node
+// routes to it, in both families.
+func TestPodsWhileDuetdDown(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	bins := buildBins(t)
+	datadir := filepath.Join(t.TempDir(), "lab")
+	t.Cleanup(func() { _ = lab.Down(datadir, &bytes.Buffer{}) })
+	var out bytes.Buffer
+	s, err := lab.Up(context.Background(), lab.Options{Nodes: 2, PodsPerNode: 1, Family: "dual", Routing: "direct"}, bins, datadir, &out)
+	if err != nil {
+		t.Fatalf("lab up: %v\n%s", err, out.String())
+	}
+	node2 := s.Nodes[1]
+	if err := lab.StopDuetd(s, node2.Name); err != nil {
+		t.Fatal(err)
+	}
+	p := lab.Pod{Name: "node2-late", NetNS: lab.Prefix + "node2-late", Node: node2.Name}
+	ips, err := lab.AddPod(context.Background(), s, bins, p)
+	if err != nil {
+		t.Fatalf("ADD on %s with its duetd stopped: %v", node2.Name, err)
+	}
+	if len(ips) != 2 || !ips[0].Is6() || !ips[1].Is4() {
+		t.Fatalf("ADD with duetd stopped gave %v, want an IPv6 and an IPv4 address", ips)
+	}
+	restarted := time.Now()
+	if s, err = lab.StartDuetd(s, bins, node2.Name); err != nil {
+		t.Fatal(err)
+	}
+	waitSynced(t, s, node2, restarted)
+	for _, dst := range ips {
+		out, err := exec.Command("ip", "netns", "exec", s.Pods[0].NetNS, "ping", "-c", "1", "-W", "2", dst.String()).CombinedOutput()
+		if err != nil {
+			t.Errorf("%s -> %s (added while duetd was down): %v\n%s", s.Pods[0].Name, dst, err, out)
+		}
+	}
+}
+
 // waitSynced waits until node n's duetd has finished a sync after since.
 func waitSynced(t *testing.T, s lab.State, n lab.Node, since time.Time) {
 	t.Helper()

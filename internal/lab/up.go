@@ -255,24 +255,49 @@ func startDuetd(binDir string, s State, n Node) (int, error) {
 // upgrading it would; the dataplane must not notice. It returns the new
 // state (with the new pid), already saved.
 func RestartDuetd(s State, binDir, node string) (State, error) {
-	for i, n := range s.Nodes {
-		if n.Name != node {
-			continue
-		}
-		if p, err := os.FindProcess(s.PIDs[i]); err == nil {
-			_ = p.Signal(syscall.SIGTERM)
-			for j := 0; j < 50 && p.Signal(syscall.Signal(0)) == nil; j++ {
-				time.Sleep(20 * time.Millisecond)
-			}
-		}
-		pid, err := startDuetd(binDir, s, n)
-		if err != nil {
-			return s, err
-		}
-		s.PIDs[i] = pid
-		return s, s.save()
+	if err := StopDuetd(s, node); err != nil {
+		return s, err
 	}
-	return s, fmt.Errorf("no node %q in the lab", node)
+	return StartDuetd(s, binDir, node)
+}
+
+// StopDuetd stops a node's duetd (SIGTERM, then waits up to a second), and
+// leaves everything it programmed in place.
+func StopDuetd(s State, node string) error {
+	i, err := nodeIndex(s, node)
+	if err != nil {
+		return err
+	}
+	if p, err := os.FindProcess(s.PIDs[i]); err == nil {
+		_ = p.Signal(syscall.SIGTERM)
+		for j := 0; j < 50 && p.Signal(syscall.Signal(0)) == nil; j++ {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// StartDuetd starts a node's duetd again and saves its new pid.
+func StartDuetd(s State, binDir, node string) (State, error) {
+	i, err := nodeIndex(s, node)
+	if err != nil {
+		return s, err
+	}
+	pid, err := startDuetd(binDir, s, s.Nodes[i])
+	if err != nil {
+		return s, err
+	}
+	s.PIDs[i] = pid
+	return s, s.save()
+}
+
+func nodeIndex(s State, node string) (int, error) {
+	for i, n := range s.Nodes {
+		if n.Name == node {
+			return i, nil
+		}
+	}
+	return 0, fmt.Errorf("no node %q in the lab", node)
 }
 
 func sockPath(s State, n Node) string { return filepath.Join(s.Datadir, n.Name+".sock") }
