@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/url"
@@ -57,34 +58,94 @@ type etcdFlags struct {
 	listen    urlList
 	only      bool
 	logLevel  string
-	// eps is --etcd-endpoints parsed, set by main after check.
-	eps []string
+	// caFile, certFile and keyFile secure --etcd-endpoints over https,
+	// as caFile, certFile and keyFile do in the plugin's datastore.
+	caFile, certFile, keyFile string
+	// cfg is --etcd-endpoints parsed with its TLS files loaded, set by
+	// main after check.
+	cfg etcd.Config
 }
 
-// check validates the combination; boltSet is whether --datastore-path was
-// given. It returns the parsed --etcd-endpoints.
-func (f *etcdFlags) check(boltSet bool) ([]string, error) {
+// check validates the combination and loads the TLS files; boltSet is
+// whether --datastore-path was given. It returns the store's
+// configuration for --etcd-endpoints (no endpoints without it).
+func (f *etcdFlags) check(boltSet bool) (etcd.Config, error) {
 	var eps []string
+	var plain string // an http:// endpoint, if any
 	if f.endpoints != "" {
 		for _, e := range strings.Split(f.endpoints, ",") {
 			u, err := parseEtcdURL(strings.TrimSpace(e))
 			if err != nil {
-				return nil, fmt.Errorf("--etcd-endpoints: %w", err)
+				return etcd.Config{}, fmt.Errorf("--etcd-endpoints: %w", err)
 			}
 			eps = append(eps, u.String())
+			if u.Scheme == "http" && plain == "" {
+				plain = u.String()
+			}
 		}
 	}
+	tlsFlag := f.tlsFlag()
 	switch {
 	case f.only && f.embedDir == "":
-		return nil, errors.New("--etcd-only runs just the embedded etcd: give it --embed-etcd DIR")
+		return etcd.Config{}, errors.New("--etcd-only runs just the embedded etcd: give it --embed-etcd DIR")
 	case f.only && f.endpoints != "":
-		return nil, errors.New("--etcd-only serves the embedded etcd and uses no datastore: drop --etcd-endpoints")
+		return etcd.Config{}, errors.New("--etcd-only serves the embedded etcd and uses no datastore: drop --etcd-endpoints")
 	case len(f.listen) > 0 && f.embedDir == "":
-		return nil, errors.New("--etcd-listen is where the embedded etcd listens: add --embed-etcd DIR, or drop it and point --etcd-endpoints at your etcd")
+		return etcd.Config{}, errors.New("--etcd-listen is where the embedded etcd listens: add --embed-etcd DIR, or drop it and point --etcd-endpoints at your etcd")
 	case boltSet && (f.endpoints != "" || f.embedDir != ""):
-		return nil, errors.New("--datastore-path is the bolt file, but --etcd-endpoints or --embed-etcd puts the store in etcd: choose one")
+		return etcd.Config{}, errors.New("--datastore-path is the bolt file, but --etcd-endpoints or --embed-etcd puts the store in etcd: choose one")
+	case f.certFile != "" && f.keyFile == "":
+		return etcd.Config{}, errors.New("--etcd-cert-file needs its private key: add --etcd-key-file")
+	case f.keyFile != "" && f.certFile == "":
+		return etcd.Config{}, errors.New("--etcd-key-file is the key of a client certificate: add --etcd-cert-file")
+	case tlsFlag != "" && f.endpoints == "":
+		return etcd.Config{}, fmt.Errorf("%s secures --etcd-endpoints over https (the embedded etcd serves plain http): add --etcd-endpoints https://HOST:PORT, or drop %s", tlsFlag, tlsFlag)
+	case tlsFlag != "" && plain != "":
+		return etcd.Config{}, fmt.Errorf("%s is for https, but --etcd-endpoints has %s: use https:// URLs, or drop %s", tlsFlag, plain, tlsFlag)
 	}
-	return eps, nil
+	return f.load(eps)
+}
+
+// tlsFlag names the first TLS flag given, or is empty.
+func (f *etcdFlags) tlsFlag() string {
+	switch {
+	case f.caFile != "":
+		return "--etcd-ca-file"
+	case f.certFile != "":
+		return "--etcd-cert-file"
+	case f.keyFile != "":
+		return "--etcd-key-file"
+	}
+	return ""
+}
+
+// load loads the TLS files through open.EtcdConfig, as the plugin does,
+// and names this command's flags in its errors instead of the plugin's
+// datastore fields. With https endpoints and no --etcd-ca-file, etcd's
+// certificate is checked against the system's roots.
+func (f *etcdFlags) load(eps []string) (etcd.Config, error) {
+	cfg, err := open.EtcdConfig(config.Datastore{Type: config.DatastoreEtcd, Endpoints: eps, CAFile: f.caFile, CertFile: f.certFile, KeyFile: f.keyFile})
+	if err == nil {
+		return cfg, nil
+	}
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		flag := "--etcd-cert-file"
+		switch pe.Path {
+		case f.caFile:
+			flag = "--etcd-ca-file"
+		case f.keyFile:
+			flag = "--etcd-key-file"
+		}
+		return etcd.Config{}, fmt.Errorf("%s %s: cannot read it (%v): fix the path or its permissions", flag, pe.Path, pe.Err)
+	}
+	// The rest are about the files' contents; open's messages start with
+	// the datastore field, which becomes the flag.
+	field, msg, _ := strings.Cut(err.Error(), ": ")
+	if field == "datastore.caFile" {
+		return etcd.Config{}, fmt.Errorf("--etcd-ca-file: %s", msg)
+	}
+	return etcd.Config{}, fmt.Errorf("--etcd-cert-file %s, --etcd-key-file %s: %s: give the client certificate and its private key, both PEM", f.certFile, f.keyFile, msg)
 }
 
 func (f *etcdFlags) etcd() bool { return f.endpoints != "" || f.embedDir != "" }
@@ -109,7 +170,7 @@ func startEmbedded(ctx context.Context, f *etcdFlags, log *slog.Logger) (*etcdse
 // client with connections). While etcd is unreachable each sync tries
 // again, so duetd rides out an etcd that starts after it.
 type etcdStore struct {
-	eps []string
+	cfg etcd.Config
 	mu  sync.Mutex
 	st  store.Store
 }
@@ -119,11 +180,11 @@ func (e *etcdStore) open() (store.Store, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.st == nil {
-		st, err := openEtcd(e.eps)
+		st, err := openEtcd(e.cfg)
 		if err != nil {
 			// The store's error says what to check (is etcd running?),
 			// and wraps store.ErrUnavailable when it is only unreachable.
-			return nil, fmt.Errorf("--etcd-endpoints %s: %w", strings.Join(e.eps, ","), err)
+			return nil, fmt.Errorf("--etcd-endpoints %s: %w", strings.Join(e.cfg.Endpoints, ","), err)
 		}
 		e.st = st
 	}
@@ -132,11 +193,7 @@ func (e *etcdStore) open() (store.Store, error) {
 
 // openEtcd opens the store over etcd's gRPC client (kvgrpc), which suits
 // a long-lived process; the plugin's open.Store uses the JSON gateway.
-func openEtcd(eps []string) (store.Store, error) {
-	cfg, err := open.EtcdConfig(config.Datastore{Type: config.DatastoreEtcd, Endpoints: eps})
-	if err != nil {
-		return nil, err
-	}
+func openEtcd(cfg etcd.Config) (store.Store, error) {
 	t, err := kvgrpc.Dial(cfg.Endpoints, etcd.DefaultDialTimeout, cfg.TLS, nil)
 	if err != nil {
 		return nil, err

@@ -13,6 +13,10 @@
 //
 //	duetd --embed-etcd /var/lib/duet/etcd --etcd-only --etcd-listen http://[fd00::1]:2379
 //	duetd --etcd-endpoints http://[fd00::1]:2379        # on every node
+//
+// An etcd of your own over https takes --etcd-ca-file, and, when it asks
+// clients for a certificate, --etcd-cert-file and --etcd-key-file: the
+// same files as the plugin's datastore caFile, certFile and keyFile.
 package main
 
 import (
@@ -123,6 +127,9 @@ func main() {
 	flag.StringVar(&ef.embedDir, "embed-etcd", "", "run a single-member etcd inside duetd with its data in `DIR` (kept across restarts); the store is there unless --etcd-endpoints says otherwise")
 	flag.Var(&ef.listen, "etcd-listen", "client `URL` the embedded etcd listens on (repeat, or comma-separated; default http://127.0.0.1:2379); with --embed-etcd")
 	flag.BoolVar(&ef.only, "etcd-only", false, "run only the embedded etcd and /healthz: no agent, no node, nothing programmed (a store host); with --embed-etcd")
+	flag.StringVar(&ef.caFile, "etcd-ca-file", "", "PEM `FILE` of the CA that signed etcd's certificate, for https --etcd-endpoints (default: the system's CAs)")
+	flag.StringVar(&ef.certFile, "etcd-cert-file", "", "PEM `FILE` of this client's certificate, when etcd asks for one (etcd --client-cert-auth); with --etcd-key-file")
+	flag.StringVar(&ef.keyFile, "etcd-key-file", "", "PEM `FILE` of the private key of --etcd-cert-file")
 	flag.StringVar(&ef.logLevel, "etcd-log-level", "error", "the embedded etcd's own log level: debug, info, warn or error")
 	flag.Usage = func() {
 		fmt.Fprint(flag.CommandLine.Output(), `Usage: duetd [flags]
@@ -138,12 +145,12 @@ inside duetd with --embed-etcd; --etcd-only for a host that only runs it).
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	boltSet := false
 	flag.Visit(func(f *flag.Flag) { boltSet = boltSet || f.Name == "datastore-path" })
-	eps, err := ef.check(boltSet)
+	ecfg, err := ef.check(boltSet)
 	if err != nil {
 		log.Error("bad flags", "err", err)
 		os.Exit(2)
 	}
-	ef.eps = eps
+	ef.cfg = ecfg
 	var bgpCfg *bgp.Config
 	if *routingM == agent.BGP {
 		bgpCfg = &bgp.Config{ASN: uint32(*asn), Peers: peers, GracefulRestart: true}
@@ -172,7 +179,7 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	eps := ef.eps
+	ecfg := ef.cfg
 	if ef.embedDir != "" {
 		srv, err := startEmbedded(ctx, ef, log)
 		if err != nil {
@@ -184,8 +191,8 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 		if ef.only {
 			return runEtcdOnly(ctx, log, srv, httpAddr)
 		}
-		if len(eps) == 0 {
-			eps = srv.Endpoints()
+		if len(ecfg.Endpoints) == 0 {
+			ecfg.Endpoints = srv.Endpoints()
 		}
 	}
 	mtu, err := kernel.DefaultRouteMTU()
@@ -202,8 +209,8 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 		return open.Store(config.Datastore{Type: config.DatastoreBolt, Path: dbPath})
 	}
 	var changed <-chan struct{}
-	if len(eps) > 0 {
-		es := &etcdStore{eps: eps}
+	if len(ecfg.Endpoints) > 0 {
+		es := &etcdStore{cfg: ecfg}
 		defer es.Close()
 		if _, err := es.open(); errors.Is(err, store.ErrUnavailable) {
 			log.Warn("etcd unreachable; each sync tries again", "err", err)
@@ -211,7 +218,7 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 			return err
 		}
 		openStore = es.open
-		changed = etcdwatch.Watch(ctx, eps, watchPrefix, log)
+		changed = etcdwatch.Watch(ctx, ecfg.Endpoints, ecfg.TLS, watchPrefix, log)
 	}
 	instance := instanceID()
 	m := newMetrics()
@@ -260,8 +267,8 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 		defer serveHTTP(httpAddr, mux, log)()
 	}
 	datastore := "bolt " + dbPath
-	if len(eps) > 0 {
-		datastore = "etcd " + strings.Join(eps, ",")
+	if len(ecfg.Endpoints) > 0 {
+		datastore = "etcd " + strings.Join(ecfg.Endpoints, ",")
 	}
 	log.Info("duetd started", "node", node, "addresses", addrs, "routing", routingMode, "datastore", datastore)
 	return a.Run(ctx)

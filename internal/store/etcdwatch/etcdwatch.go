@@ -9,6 +9,7 @@ package etcdwatch
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"log/slog"
 	"time"
@@ -31,19 +32,21 @@ const (
 // Whenever it starts watching afresh (at first, once etcd answers, and
 // after a compaction) it signals once, since changes may have been missed:
 // a reader whose last sync failed because etcd was down learns that it is
-// back. The channel is never closed.
-func Watch(ctx context.Context, endpoints []string, prefix string, log *slog.Logger) <-chan struct{} {
+// back. The channel is never closed. tlsCfg secures https endpoints, as
+// the store's own client does (nil: etcd's defaults, the system's CAs).
+func Watch(ctx context.Context, endpoints []string, tlsCfg *tls.Config, prefix string, log *slog.Logger) <-chan struct{} {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	out := make(chan struct{}, 1)
-	w := &watcher{endpoints: endpoints, prefix: prefix, log: log, out: out}
+	w := &watcher{endpoints: endpoints, tls: tlsCfg, prefix: prefix, log: log, out: out}
 	go w.run(ctx)
 	return out
 }
 
 type watcher struct {
 	endpoints []string
+	tls       *tls.Config
 	prefix    string
 	log       *slog.Logger
 	out       chan struct{}
@@ -77,7 +80,7 @@ func (w *watcher) run(ctx context.Context) {
 	}()
 	for cli == nil {
 		var err error
-		cli, err = clientv3.New(clientv3.Config{Endpoints: w.endpoints, DialTimeout: 2 * time.Second, Logger: zap.NewNop(), Context: ctx})
+		cli, err = clientv3.New(clientv3.Config{Endpoints: w.endpoints, TLS: w.tls, DialTimeout: 2 * time.Second, Logger: zap.NewNop(), Context: ctx})
 		if err != nil {
 			w.log.Warn("etcd watch: cannot make a client; retrying", "endpoints", w.endpoints, "err", err)
 			if !wait() {

@@ -55,7 +55,7 @@ func TestWatch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c := Watch(ctx, s.Endpoints(), "/duet/", nil)
+	c := Watch(ctx, s.Endpoints(), nil, "/duet/", nil)
 	if !signalled(c, time.Second) {
 		t.Fatal("no signal when the watch started")
 	}
