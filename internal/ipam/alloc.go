@@ -106,6 +106,13 @@ func List(tx store.Tx, network string) ([]Allocation, error) {
 // for the same handle returns the same addresses: a runtime that retries
 // ADD, or a plugin killed after the commit, never gets a second set.
 func Allocate(tx store.Tx, req Request) (Allocation, error) {
+	if p, ok := tx.(store.Prefetcher); ok && req.Node != "" {
+		// Everything an allocation from an existing block reads, in one
+		// round trip.
+		if err := p.Prefetch([]string{req.Handle.key()}, []string{blocksPrefix + req.Node + "/"}); err != nil {
+			return Allocation{}, err
+		}
+	}
 	if a, ok, err := Get(tx, req.Handle); err != nil || ok {
 		if ok && req.NetNS != "" && a.NetNS != req.NetNS {
 			a.NetNS = req.NetNS

@@ -40,6 +40,15 @@ type Tx interface {
 	Delete(key string) error
 }
 
+// Prefetcher is implemented by a Tx whose reads each cost a round trip
+// (etcd's): Prefetch reads keys and lists prefixes in one request, so the
+// Gets and Lists of them that follow are served from the snapshot. It
+// changes no result, only how many requests the reads take; callers use it
+// when they know what they are about to read.
+type Prefetcher interface {
+	Prefetch(keys, prefixes []string) error
+}
+
 // Store runs transactions.
 type Store interface {
 	// Update runs fn in a read-write transaction and commits its writes

@@ -12,6 +12,8 @@ import (
 )
 
 // errReadOnly is returned by Put and Delete inside View.
+var _ store.Prefetcher = (*tx)(nil)
+
 var errReadOnly = errors.New("etcd store: cannot write in a read-only View")
 
 // read is what one attempt saw of one key at its snapshot revision.
@@ -37,6 +39,9 @@ type tx struct {
 	rev      int64 // 0 until the first read fixes the snapshot
 	reads    map[string]read
 	lists    map[string]bool // prefixes listed
+	// listed is what each listed prefix held at rev, in key order (the
+	// values are in reads).
+	listed map[string][]string
 	writes   map[string]write
 	// markerRev is the deletion marker's ModRevision at rev (0: absent),
 	// read by every List.
@@ -48,7 +53,7 @@ type tx struct {
 
 func newTx(ctx context.Context, s *Store, readOnly bool) *tx {
 	return &tx{s: s, ctx: ctx, readOnly: readOnly,
-		reads: map[string]read{}, lists: map[string]bool{}, writes: map[string]write{}}
+		reads: map[string]read{}, lists: map[string]bool{}, listed: map[string][]string{}, writes: map[string]write{}}
 }
 
 // fetch runs ops, Ranges at the snapshot, in one read-only Txn (served like
@@ -89,45 +94,29 @@ func (t *tx) Get(key string) ([]byte, bool, error) {
 	if w, ok := t.writes[key]; ok {
 		return clone(w.value), !w.del, nil
 	}
-	if r, ok := t.reads[key]; ok {
-		return clone(r.value), r.present, nil
+	if _, ok := t.reads[key]; !ok {
+		if err := t.Prefetch([]string{key}, nil); err != nil {
+			return nil, false, err
+		}
 	}
-	resps, err := t.fetch("get", key, kv.Op{Kind: kv.Range, Key: t.s.cfg.Prefix + key})
-	if err != nil {
-		return nil, false, err
-	}
-	r := read{}
-	if kvs := resps[0]; len(kvs) > 0 {
-		kv := kvs[0]
-		r = read{value: kv.Value, present: true, modRev: kv.ModRevision}
-	}
-	t.reads[key] = r
+	r := t.reads[key]
 	return clone(r.value), r.present, nil
 }
 
 // List records the prefix as well as every key it returned: commit must
-// notice keys created under it, not only changes to the keys seen. It reads
-// the deletion marker in the same request, in case commit needs it.
+// notice keys created under it, not only changes to the keys seen. A
+// prefix listed once is served from the snapshot afterwards, merged with
+// the tx's own writes.
 func (t *tx) List(prefix string) ([]store.KV, error) {
-	resps, err := t.fetch("list", prefix,
-		kv.Op{Kind: kv.Range, Key: t.s.cfg.Prefix + prefix, End: kv.PrefixEnd(t.s.cfg.Prefix + prefix)},
-		kv.Op{Kind: kv.Range, Key: t.s.marker})
-	if err != nil {
-		return nil, err
-	}
-	t.lists[prefix] = true
-	if kvs := resps[1]; len(kvs) > 0 {
-		t.markerRev = kvs[0].ModRevision
+	if _, ok := t.listed[prefix]; !ok {
+		if err := t.Prefetch(nil, []string{prefix}); err != nil {
+			return nil, err
+		}
 	}
 	var out []store.KV
-	for _, e := range resps[0] {
-		key := strings.TrimPrefix(e.Key, t.s.cfg.Prefix)
-		if key == "" {
-			continue // the deletion marker, not a user key
-		}
-		t.reads[key] = read{value: e.Value, present: true, modRev: e.ModRevision}
+	for _, key := range t.listed[prefix] {
 		if _, mine := t.writes[key]; !mine {
-			out = append(out, store.KV{Key: key, Value: clone(e.Value)})
+			out = append(out, store.KV{Key: key, Value: clone(t.reads[key].value)})
 		}
 	}
 	for key, w := range t.writes {
@@ -137,6 +126,75 @@ func (t *tx) List(prefix string) ([]store.KV, error) {
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
 	return out, nil
+}
+
+// Prefetch reads keys and lists prefixes, those not read yet, in one
+// request (store.Prefetcher): IPAM names what an allocation will read, so
+// an allocation costs one read round trip instead of one per read. A List
+// also reads the deletion marker, in case commit needs it.
+func (t *tx) Prefetch(keys, prefixes []string) error {
+	var ops []kv.Op
+	var what []string
+	for _, key := range keys {
+		if _, ok := t.reads[key]; ok || key == "" {
+			continue
+		}
+		if _, ok := t.writes[key]; ok {
+			continue
+		}
+		ops = append(ops, kv.Op{Kind: kv.Range, Key: t.s.cfg.Prefix + key})
+		what = append(what, key)
+	}
+	nkeys := len(ops)
+	for _, p := range prefixes {
+		if _, ok := t.listed[p]; ok {
+			continue
+		}
+		ops = append(ops, kv.Op{Kind: kv.Range, Key: t.s.cfg.Prefix + p, End: kv.PrefixEnd(t.s.cfg.Prefix + p)})
+		what = append(what, p)
+	}
+	if len(ops) == 0 {
+		return nil
+	}
+	lists := len(ops) > nkeys
+	if lists {
+		ops = append(ops, kv.Op{Kind: kv.Range, Key: t.s.marker})
+	}
+	op := "get"
+	if lists {
+		op = "list"
+	}
+	resps, err := t.fetch(op, strings.Join(what, " "), ops...)
+	if err != nil {
+		return err
+	}
+	for i, key := range what[:nkeys] {
+		r := read{}
+		if kvs := resps[i]; len(kvs) > 0 {
+			r = read{value: kvs[0].Value, present: true, modRev: kvs[0].ModRevision}
+		}
+		t.reads[key] = r
+	}
+	if !lists {
+		return nil
+	}
+	if kvs := resps[len(resps)-1]; len(kvs) > 0 {
+		t.markerRev = kvs[0].ModRevision
+	}
+	for i, p := range what[nkeys:] {
+		t.lists[p] = true
+		listed := []string{}
+		for _, e := range resps[nkeys+i] {
+			key := strings.TrimPrefix(e.Key, t.s.cfg.Prefix)
+			if key == "" {
+				continue // the deletion marker, not a user key
+			}
+			t.reads[key] = read{value: e.Value, present: true, modRev: e.ModRevision}
+			listed = append(listed, key)
+		}
+		t.listed[p] = listed
+	}
+	return nil
 }
 
 // Put buffers a copy of value until commit.

@@ -184,6 +184,11 @@ func testListPrefix(t *testing.T, s store.Store) {
 func testReadOwnWrites(t *testing.T, s store.Store) {
 	put(t, s, "a/1", "old", "a/2", "gone")
 	update(t, s, func(tx store.Tx) error {
+		// Listed before the writes too: a backend that caches what it
+		// listed must still merge the writes into later Lists.
+		if kvs, err := tx.List("a/"); err != nil || !reflect.DeepEqual(keys(kvs), []string{"a/1", "a/2"}) {
+			t.Errorf("List before writes = %v, %v", keys(kvs), err)
+		}
 		if err := tx.Put("a/1", []byte("new")); err != nil {
 			return err
 		}
@@ -202,6 +207,8 @@ func testReadOwnWrites(t *testing.T, s store.Store) {
 		kvs, err := tx.List("a/")
 		if want := []string{"a/1", "a/3"}; err != nil || !reflect.DeepEqual(keys(kvs), want) {
 			t.Errorf("List own writes = %v, %v; want %v", keys(kvs), err, want)
+		} else if string(kvs[0].Value) != "new" {
+			t.Errorf("List own writes: a/1 = %q, want the written value", kvs[0].Value)
 		}
 		return nil
 	})
