@@ -42,7 +42,7 @@ type tx struct {
 	// listed is what each listed prefix held at rev, in key order (the
 	// values are in reads).
 	listed map[string][]string
-	writes   map[string]write
+	writes map[string]write
 	// markerRev is the deletion marker's ModRevision at rev (0: absent),
 	// read by every List.
 	markerRev int64
