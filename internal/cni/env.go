@@ -1,0 +1,24 @@
+package cni
+
+import (
+	"strings"
+
+	"github.com/containernetworking/cni/pkg/types"
+)
+
+// netnsHint is the fix for a missing CNI_NETNS.
+const netnsHint = "the runtime must pass the container's network namespace path in CNI_NETNS, e.g. /var/run/netns/NAME (only DEL may leave it empty)"
+
+// EnvError adds the fix to skel's answer when CNI_NETNS is missing for a
+// command that needs it (ADD and CHECK; the spec lets DEL run without it,
+// for a namespace that is already gone). skel checks the environment
+// before the plugin's own code runs, and says only "required env
+// variables [CNI_NETNS] missing"; command and netns are CNI_COMMAND and
+// CNI_NETNS as the plugin saw them. Any other error is returned as is.
+func EnvError(e *types.Error, command, netns string) *types.Error {
+	if e == nil || e.Code != types.ErrInvalidEnvironmentVariables || netns != "" ||
+		(command != "ADD" && command != "CHECK") || !strings.Contains(e.Msg, "CNI_NETNS") {
+		return e
+	}
+	return types.NewError(e.Code, e.Msg+": "+netnsHint, e.Details)
+}
