@@ -31,11 +31,7 @@ func (kernelHost) Prefixes() ([]netip.Prefix, error) { return kernel.HostPrefixe
 // EnableForwarding turns forwarding on for the families pods use, and says
 // on stderr (the runtime's log) what it changed.
 func (kernelHost) EnableForwarding(addrs []netip.Addr) error {
-	var fams []kernel.Family
-	for _, a := range addrs {
-		fams = append(fams, kernel.FamilyOf(a))
-	}
-	changes, err := kernel.EnableForwarding(fams...)
+	changes, err := kernel.EnableForwarding(addrs...)
 	for _, c := range changes {
 		fmt.Fprintf(os.Stderr, "duet: sysctl %s\n", c)
 	}

@@ -1,47 +1,17 @@
 package kernel
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"slices"
 )
 
-// Family is an address family, for the few host settings that exist once
-// per family.
-type Family int
-
-// The two families, numbered as people say them.
-const (
-	IPv4 Family = 4
-	IPv6 Family = 6
-)
-
-// String returns "IPv4" or "IPv6".
-func (f Family) String() string { return fmt.Sprintf("IPv%d", int(f)) }
-
-// FamilyOf returns a's family.
-func FamilyOf(a netip.Addr) Family {
-	if a.Is4() {
-		return IPv4
-	}
-	return IPv6
-}
-
-// FamiliesOf returns the distinct families of prefixes, IPv6 first.
-func FamiliesOf(prefixes []netip.Prefix) []Family {
-	var out []Family
-	for _, f := range []Family{IPv6, IPv4} {
-		if slices.ContainsFunc(prefixes, func(p netip.Prefix) bool { return FamilyOf(p.Addr()) == f }) {
-			out = append(out, f)
-		}
-	}
-	return out
-}
-
-// EnableForwarding turns on routing in the host namespace for each family
-// and returns every sysctl it changed, so the caller can log them (and a
-// test can put them back with RestoreSysctls).
+// EnableForwarding turns on routing in the host namespace for the family
+// of each of addrs (netip.IPv6Unspecified() and netip.IPv4Unspecified()
+// name both) and returns every sysctl it changed, so the caller can log
+// them (and a test can put them back with RestoreSysctls).
 //
 // Turning IPv6 forwarding on makes the kernel ignore router advertisements
 // on interfaces with accept_ra=1, and a host that learned its default route
@@ -49,33 +19,36 @@ func FamiliesOf(prefixes []netip.Prefix) []Family {
 // at accept_ra=1 is moved to 2 ("accept even when forwarding"). Interfaces
 // at 0 are left alone, as are "all", "default" and lo.
 // Equivalent to: sysctl -w net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1
-func EnableForwarding(families ...Family) ([]SysctlChange, error) {
+func EnableForwarding(addrs ...netip.Addr) ([]SysctlChange, error) {
+	var v4, v6 bool
+	for _, a := range addrs {
+		if !a.IsValid() {
+			return nil, errors.New("enable forwarding: the zero netip.Addr has no family")
+		}
+		v4, v6 = v4 || a.Is4(), v6 || !a.Is4()
+	}
 	host, err := HostNS()
 	if err != nil {
 		return nil, err
 	}
 	defer host.Close()
 	var want []Sysctl
-	for _, f := range families {
-		switch f {
-		case IPv4:
-			want = append(want, Sysctl{Name: "net.ipv4.ip_forward", Value: "1"})
-		case IPv6:
-			on, err := host.Sysctl("net.ipv6.conf.all.forwarding")
+	if v6 {
+		on, err := host.Sysctl("net.ipv6.conf.all.forwarding")
+		if err != nil {
+			return nil, err
+		}
+		if on != "1" {
+			ra, err := acceptRAOnes()
 			if err != nil {
 				return nil, err
 			}
-			if on != "1" {
-				ra, err := acceptRAOnes()
-				if err != nil {
-					return nil, err
-				}
-				want = append(want, ra...)
-			}
-			want = append(want, Sysctl{Name: "net.ipv6.conf.all.forwarding", Value: "1"})
-		default:
-			return nil, fmt.Errorf("enable forwarding: unknown family %d", int(f))
+			want = append(want, ra...)
 		}
+		want = append(want, Sysctl{Name: "net.ipv6.conf.all.forwarding", Value: "1"})
+	}
+	if v4 {
+		want = append(want, Sysctl{Name: "net.ipv4.ip_forward", Value: "1"})
 	}
 	return host.SetSysctls(want)
 }

@@ -227,7 +227,7 @@ func TestEnableForwarding(t *testing.T) {
 	for _, k := range keys {
 		before[k], _ = host.Sysctl(k)
 	}
-	changes, err := kernel.EnableForwarding(kernel.IPv6, kernel.IPv4)
+	changes, err := kernel.EnableForwarding(netip.IPv6Unspecified(), netip.IPv4Unspecified())
 	t.Cleanup(func() { _ = kernel.RestoreSysctls(changes) })
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package kernel
 import (
 	"net"
 	"net/netip"
-	"slices"
 	"testing"
 )
 
@@ -37,16 +36,6 @@ func TestPrefixOf(t *testing.T) {
 	}
 	if _, ok := prefixOf(nil, false); ok {
 		t.Error("prefixOf(nil) ok")
-	}
-}
-
-func TestFamiliesOf(t *testing.T) {
-	ps := []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("fd00::/64")}
-	if got := FamiliesOf(ps); !slices.Equal(got, []Family{IPv6, IPv4}) {
-		t.Errorf("FamiliesOf = %v, want [IPv6 IPv4]", got)
-	}
-	if got := FamiliesOf(ps[1:]); !slices.Equal(got, []Family{IPv6}) {
-		t.Errorf("FamiliesOf = %v, want [IPv6]", got)
 	}
 }
 

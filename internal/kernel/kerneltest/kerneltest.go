@@ -6,6 +6,7 @@ package kerneltest
 import (
 	"fmt"
 	"math/rand/v2"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -117,7 +118,7 @@ func LockHostSysctls(t testing.TB) {
 func Forwarding(t testing.TB) {
 	t.Helper()
 	LockHostSysctls(t)
-	changes, err := kernel.EnableForwarding(kernel.IPv6, kernel.IPv4)
+	changes, err := kernel.EnableForwarding(netip.IPv6Unspecified(), netip.IPv4Unspecified())
 	t.Cleanup(func() { // runs before the lock's cleanup: last in, first out
 		if err := kernel.RestoreSysctls(changes); err != nil {
 			t.Errorf("restore sysctls: %v", err)
