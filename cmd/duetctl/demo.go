@@ -124,7 +124,7 @@ func runDemo(keep bool) error {
 }
 
 func withStoreRO(path string) error {
-	return withStore(path, func(tx store.Tx) error { return showIPAM(tx, false) })
+	return withBolt(path, func(tx store.Tx) error { return showIPAM(tx, false) })
 }
 
 func step(s string) { fmt.Printf("\n== %s\n", s) }

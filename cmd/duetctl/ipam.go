@@ -18,15 +18,28 @@ import (
 )
 
 func ipamCmd() *cobra.Command {
-	var path string
+	var path, node string
+	var ds config.Datastore
 	cmd := &cobra.Command{Use: "ipam", Short: "Show and repair address allocations"}
 	cmd.PersistentFlags().StringVar(&path, "datastore-path", config.DefaultBoltPath, "bolt datastore file")
+	cmd.PersistentFlags().StringSliceVar(&ds.Endpoints, "etcd-endpoints", nil, "read etcd at these client URLs instead of the bolt file (comma-separated)")
+	cmd.PersistentFlags().StringVar(&ds.CAFile, "etcd-ca-file", "", "CA certificate for https etcd endpoints")
+	cmd.PersistentFlags().StringVar(&ds.CertFile, "etcd-cert-file", "", "client certificate for etcd")
+	cmd.PersistentFlags().StringVar(&ds.KeyFile, "etcd-key-file", "", "client key for etcd")
+	host, _ := os.Hostname()
+	withStore := func(fn func(store.Tx) error) error {
+		if len(ds.Endpoints) == 0 {
+			return withBolt(path, fn)
+		}
+		ds.Type = config.DatastoreEtcd
+		return withDatastore(ds, fn)
+	}
 	var asJSON bool
 	show := &cobra.Command{
 		Use:   "show",
 		Short: "List pools, blocks and allocations",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(path, func(tx store.Tx) error { return showIPAM(tx, asJSON) })
+			return withStore(func(tx store.Tx) error { return showIPAM(tx, asJSON) })
 		},
 	}
 	show.Flags().BoolVar(&asJSON, "json", false, "print JSON")
@@ -35,8 +48,13 @@ func ipamCmd() *cobra.Command {
 		Use:   "gc",
 		Short: "Free allocations whose network namespace is gone (for runtimes that never call CNI GC)",
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return withStore(path, func(tx store.Tx) error {
-				freed, err := ipam.GC(tx, "", func(a ipam.Allocation) bool { return netnsExists(a.NetNS) })
+			return withStore(func(tx store.Tx) error {
+				// A shared store holds every node's allocations; only this
+				// node's netns paths can be checked from here.
+				keep := func(a ipam.Allocation) bool {
+					return (len(ds.Endpoints) > 0 && a.Node != node) || netnsExists(a.NetNS)
+				}
+				freed, err := ipam.GC(tx, "", keep)
 				for _, a := range freed {
 					fmt.Printf("freed %s %s (netns %s is gone)\n", a.Handle, addrs(a), a.NetNS)
 				}
@@ -51,6 +69,7 @@ func ipamCmd() *cobra.Command {
 		},
 	}
 	gc.Flags().BoolVar(&dry, "dry-run", false, "only print what would be freed")
+	gc.Flags().StringVar(&node, "node-name", host, "with etcd: free only this node's allocations (the others' namespaces are on other hosts)")
 	cmd.AddCommand(show, gc)
 	return cmd
 }
@@ -58,11 +77,15 @@ func ipamCmd() *cobra.Command {
 // errDryRun aborts the transaction after printing.
 var errDryRun = fmt.Errorf("dry run: nothing freed")
 
-func withStore(path string, fn func(store.Tx) error) error {
+func withBolt(path string, fn func(store.Tx) error) error {
 	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("no duet datastore at %s (%v): no pod has been added yet, or pass --datastore-path", path, err)
+		return fmt.Errorf("no duet datastore at %s (%v): no pod has been added yet, or pass --datastore-path (or --etcd-endpoints)", path, err)
 	}
-	s, err := open.Store(config.Datastore{Type: config.DatastoreBolt, Path: path})
+	return withDatastore(config.Datastore{Type: config.DatastoreBolt, Path: path}, fn)
+}
+
+func withDatastore(d config.Datastore, fn func(store.Tx) error) error {
+	s, err := open.Store(d)
 	if err != nil {
 		return err
 	}

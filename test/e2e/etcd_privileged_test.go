@@ -17,6 +17,8 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -86,6 +88,18 @@ func TestEtcdDatastore(t *testing.T) {
 	}
 	if len(allocs) != len(pods) {
 		t.Errorf("etcd holds %d allocations, want %d", len(allocs), len(pods))
+	}
+	if v := duetctlShowArgs(t, "--etcd-endpoints", endpoint); len(v.Allocations) != len(pods) || len(v.Blocks) != 4 {
+		t.Errorf("duetctl ipam show --etcd-endpoints: %d allocations and %d blocks, want %d and 4", len(v.Allocations), len(v.Blocks), len(pods))
+	}
+	// gc on etcd frees only this node's allocations whose netns is gone:
+	// the other node's pods live in namespaces this host cannot judge.
+	out, err := exec.Command(filepath.Join(binDir, "duetctl"), "ipam", "gc", "--dry-run", "--etcd-endpoints", endpoint, "--node-name", "e2e-etcd-a").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "nothing to free") && !strings.Contains(string(out), "dry run") {
+		t.Errorf("duetctl ipam gc --dry-run on etcd: %v: %s", err, out)
+	}
+	if strings.Contains("\n"+string(out), "\nfreed ") {
+		t.Errorf("gc would free live pods: %s", out)
 	}
 	nodes := map[string]int{}
 	for _, bl := range blocks {

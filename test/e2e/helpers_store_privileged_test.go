@@ -60,7 +60,13 @@ func readStore(t *testing.T, path string) storeView {
 // duetctlShow is `duetctl ipam show --json --datastore-path path`.
 func duetctlShow(t *testing.T, path string) storeView {
 	t.Helper()
-	out, err := exec.Command(filepath.Join(binDir, "duetctl"), "ipam", "show", "--json", "--datastore-path", path).Output()
+	return duetctlShowArgs(t, "--datastore-path", path)
+}
+
+// duetctlShowArgs is `duetctl ipam show --json` with other store flags.
+func duetctlShowArgs(t *testing.T, args ...string) storeView {
+	t.Helper()
+	out, err := exec.Command(filepath.Join(binDir, "duetctl"), append([]string{"ipam", "show", "--json"}, args...)...).Output()
 	if err != nil {
 		t.Fatalf("duetctl ipam show: %v: %s", err, out)
 	}
