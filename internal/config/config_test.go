@@ -58,6 +58,10 @@ func TestParseErrors(t *testing.T) {
 		{`{"name":"n","datastore":{"type":"etcd"}}`, "datastore.endpoints", "missing"},
 		{`{"name":"n","datastore":{"type":"etcd","endpoints":["fd00::1:2379"]}}`, "datastore.endpoints[0]", "http://"},
 		{`{"name":"n","datastore":{"type":"etcd","endpoints":["http://[fd00::1]:2379"],"path":"/x"}}`, "datastore.path", "bolt"},
+		{`{"name":"n","datastore":{"type":"etcd","endpoints":["http://[fd00::1]:2379"],"caFile":"/etc/ca.pem"}}`, "datastore.endpoints[0]", "https://"},
+		{`{"name":"n","datastore":{"type":"etcd","endpoints":["https://[fd00::1]:2379"],"caFile":"ca.pem"}}`, "datastore.caFile", "absolute"},
+		{`{"name":"n","datastore":{"type":"etcd","endpoints":["https://[fd00::1]:2379"],"certFile":"/c.pem"}}`, "datastore.certFile", "keyFile"},
+		{`{"name":"n","datastore":{"path":"/x","keyFile":"/k.pem"}}`, "datastore.keyFile", "etcd"},
 		{`{"name":"n","datastore":{"path":"rel.db"}}`, "datastore.path", "absolute"},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
