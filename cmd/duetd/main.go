@@ -218,7 +218,8 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 			return err
 		}
 		openStore = es.open
-		changed = etcdwatch.Watch(ctx, ecfg.Endpoints, ecfg.TLS, watchPrefix, log)
+		changed = etcdwatch.WatchRelevant(ctx, ecfg.Endpoints, ecfg.TLS, watchPrefix,
+			func(e etcdwatch.Event) bool { return agent.Relevant(e.Key, e.Prev, e.Value) }, log)
 	}
 	instance := instanceID()
 	m := newMetrics()

@@ -15,6 +15,9 @@ import (
 
 const nodesPrefix = "nodes/"
 
+// NodesPrefix is where node records live in the store.
+const NodesPrefix = nodesPrefix
+
 // Node is one host of the cluster.
 type Node struct {
 	Name string `json:"name"`
@@ -78,6 +81,10 @@ func Register(tx store.Tx, n Node, now time.Time) error {
 	}
 	return tx.Put(nodesPrefix+n.Name, raw)
 }
+
+// SameRecord reports whether a and b differ at most in their heartbeat:
+// a rewrite that changes nothing another node routes by.
+func SameRecord(a, b Node) bool { return sameRecord(a, b) }
 
 func sameRecord(a, b Node) bool {
 	return a.Name == b.Name && a.Routing == b.Routing && a.Instance == b.Instance && slices.Equal(a.Addrs, b.Addrs)

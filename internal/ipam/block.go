@@ -19,6 +19,13 @@ const blocksPrefix = "blocks/"
 // retries behind) every allocation on every other node.
 const claimsPrefix = "claims/"
 
+// BlocksPrefix and ClaimsPrefix are where blocks and the claims index live
+// in the store, for readers that watch it.
+const (
+	BlocksPrefix = blocksPrefix
+	ClaimsPrefix = claimsPrefix
+)
+
 // Block is a slice of a pool with an affinity to one node. Its allocations
 // live inside it, so handing out an address writes one block.
 type Block struct {

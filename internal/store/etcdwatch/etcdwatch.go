@@ -12,6 +12,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
@@ -35,16 +36,33 @@ const (
 // back. The channel is never closed. tlsCfg secures https endpoints, as
 // the store's own client does (nil: etcd's defaults, the system's CAs).
 func Watch(ctx context.Context, endpoints []string, tlsCfg *tls.Config, prefix string, log *slog.Logger) <-chan struct{} {
+	return WatchRelevant(ctx, endpoints, tlsCfg, prefix, nil, log)
+}
+
+// Event is one change under the prefix, as a relevance filter sees it:
+// Key without the prefix, the value before (nil when the key is new) and
+// after (nil when it was deleted).
+type Event struct {
+	Key             string
+	Prev, Value     []byte
+	Created, Delete bool
+}
+
+// WatchRelevant is Watch that signals only for changes relevant says
+// matter (nil: all), so a reader is not woken by writes it would ignore,
+// such as heartbeats.
+func WatchRelevant(ctx context.Context, endpoints []string, tlsCfg *tls.Config, prefix string, relevant func(Event) bool, log *slog.Logger) <-chan struct{} {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
 	out := make(chan struct{}, 1)
-	w := &watcher{endpoints: endpoints, tls: tlsCfg, prefix: prefix, log: log, out: out}
+	w := &watcher{endpoints: endpoints, tls: tlsCfg, prefix: prefix, relevant: relevant, log: log, out: out}
 	go w.run(ctx)
 	return out
 }
 
 type watcher struct {
+	relevant  func(Event) bool
 	endpoints []string
 	tls       *tls.Config
 	prefix    string
@@ -135,7 +153,11 @@ func (w *watcher) run(ctx context.Context) {
 func (w *watcher) watch(ctx context.Context, cli *clientv3.Client, rev int64) (int64, error) {
 	wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
 	defer cancel()
-	for resp := range cli.Watch(wctx, w.prefix, clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify()) {
+	opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithRev(rev), clientv3.WithProgressNotify()}
+	if w.relevant != nil {
+		opts = append(opts, clientv3.WithPrevKV())
+	}
+	for resp := range cli.Watch(wctx, w.prefix, opts...) {
 		if err := resp.Err(); err != nil {
 			if resp.CompactRevision != 0 {
 				return rev, rpctypes.ErrCompacted
@@ -143,11 +165,33 @@ func (w *watcher) watch(ctx context.Context, cli *clientv3.Client, rev int64) (i
 			return rev, err
 		}
 		if len(resp.Events) > 0 {
-			w.signal()
+			if w.matters(resp.Events) {
+				w.signal()
+			}
 			rev = resp.Events[len(resp.Events)-1].Kv.ModRevision + 1
 		} else if resp.Header.Revision >= rev {
 			rev = resp.Header.Revision + 1 // progress notification
 		}
 	}
 	return rev, ctx.Err()
+}
+
+// matters reports whether any of evs passes the relevance filter.
+func (w *watcher) matters(evs []*clientv3.Event) bool {
+	if w.relevant == nil {
+		return true
+	}
+	for _, ev := range evs {
+		e := Event{Key: strings.TrimPrefix(string(ev.Kv.Key), w.prefix), Created: ev.IsCreate(), Delete: ev.Type == clientv3.EventTypeDelete}
+		if ev.PrevKv != nil {
+			e.Prev = ev.PrevKv.Value
+		}
+		if !e.Delete {
+			e.Value = ev.Kv.Value
+		}
+		if w.relevant(e) {
+			return true
+		}
+	}
+	return false
 }

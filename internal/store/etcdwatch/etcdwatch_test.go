@@ -92,3 +92,49 @@ func TestWatch(t *testing.T) {
 		t.Fatal("no signal for a put after etcd restarted")
 	}
 }
+
+// TestWatchRelevant checks that the filter sees the key without the
+// prefix and the values before and after, and that only relevant changes
+// signal.
+func TestWatchRelevant(t *testing.T) {
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	u := url.URL{Scheme: "http", Host: l.Addr().String()}
+	l.Close()
+	s := startEtcd(t, t.TempDir(), u)
+	cli, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cli.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	seen := make(chan Event, 16)
+	c := WatchRelevant(ctx, s.Endpoints(), nil, "/duet/", func(e Event) bool {
+		seen <- e
+		return e.Prev == nil // only new keys matter
+	}, nil)
+	if !signalled(c, time.Second) {
+		t.Fatal("no signal when the watch started")
+	}
+	if _, err := cli.Put(ctx, "/duet/claims/fd00::/122", "n1"); err != nil {
+		t.Fatal(err)
+	}
+	if !signalled(c, time.Second) {
+		t.Fatal("no signal for a new key")
+	}
+	if e := <-seen; e.Key != "claims/fd00::/122" || e.Prev != nil || string(e.Value) != "n1" {
+		t.Errorf("filter saw %+v", e)
+	}
+	if _, err := cli.Put(ctx, "/duet/claims/fd00::/122", "n2"); err != nil {
+		t.Fatal(err)
+	}
+	if signalled(c, 500*time.Millisecond) {
+		t.Fatal("signal for a change the filter calls irrelevant")
+	}
+	if e := <-seen; string(e.Prev) != "n1" || string(e.Value) != "n2" {
+		t.Errorf("filter saw %+v, want the value before and after", e)
+	}
+}
