@@ -8,7 +8,6 @@ package cluster
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os/exec"
@@ -140,78 +139,6 @@ func BenchmarkBGPBlockConvergence(b *testing.B) {
 func echoUntil(netns string, dst netip.Addr, limit time.Duration) error {
 	_, err := connectivity.EchoUntil("/var/run/netns/"+netns, dst, "", 5*time.Millisecond, limit)
 	return err
-}
-
-type iperfOut struct {
-	Error string `json:"error"`
-	End   struct {
-		SumReceived struct {
-			BitsPerSecond float64 `json:"bits_per_second"`
-		} `json:"sum_received"`
-	} `json:"end"`
-}
-
-// iperf runs one TCP stream from srcNS to dst (a server in dstNS) for 3 s.
-func iperf(b *testing.B, srcNS, dstNS string, dst netip.Addr) float64 {
-	b.Helper()
-	srv := exec.Command("ip", "netns", "exec", dstNS, "iperf3", "-s", "-1", "-B", dst.String())
-	if err := srv.Start(); err != nil {
-		b.Fatalf("iperf3 server: %v", err)
-	}
-	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
-	var out []byte
-	var err error
-	for try := 0; try < 50; try++ { // until the server listens
-		time.Sleep(100 * time.Millisecond)
-		out, err = exec.Command("ip", "netns", "exec", srcNS, "iperf3", "-J", "-t", "3", "-c", dst.String()).Output()
-		if err == nil {
-			break
-		}
-	}
-	if err != nil {
-		b.Fatalf("iperf3 client %s -> %s: %v\n%s", srcNS, dst, err, out)
-	}
-	var r iperfOut
-	if err := json.Unmarshal(out, &r); err != nil {
-		b.Fatal(err)
-	}
-	if r.Error != "" || r.End.SumReceived.BitsPerSecond == 0 {
-		b.Fatalf("iperf3 %s -> %s: %q\n%s", srcNS, dst, r.Error, out)
-	}
-	return r.End.SumReceived.BitsPerSecond / 1e9
-}
-
-// BenchmarkThroughput: one TCP stream pod to pod across nodes, against
-// node to node over the same underlay, in the same run; per routing mode
-// and family.
-func BenchmarkThroughput(b *testing.B) {
-	kerneltest.RequireRoot(b)
-	if _, err := exec.LookPath("iperf3"); err != nil {
-		b.Fatal("iperf3 is missing: apt-get install iperf3 (hack/deps.sh does)")
-	}
-	bins := buildBins(b)
-	for _, routing := range []string{"direct", "vxlan"} {
-		s, _, down := labUp(b, bins, lab.Options{Nodes: 2, PodsPerNode: 1, Family: "dual", Routing: routing})
-		n1, n2 := s.Nodes[0], s.Nodes[1]
-		p1, p2 := s.Pods[0], s.Pods[1]
-		for i := range p1.IPs {
-			fam := map[bool]string{true: "IPv6", false: "IPv4"}[p1.IPs[i].Is6()]
-			nodeAddr := n2.Addrs[0]
-			if !p1.IPs[i].Is6() {
-				nodeAddr = n2.Addrs[1]
-			}
-			// Alternate, best of two each: single-flow figures on a small
-			// VM swing with whatever else runs.
-			var ref, pod float64
-			for r := 0; r < 2; r++ {
-				ref = max(ref, iperf(b, n1.NetNS, n2.NetNS, nodeAddr))
-				pod = max(pod, iperf(b, p1.NetNS, p2.NetNS, p2.IPs[i]))
-			}
-			b.Logf("throughput %-6s %s: pod-to-pod %.2f Gbit/s, node-to-node %.2f Gbit/s, ratio %.1f%% (target direct >= 95%%)", routing, fam, pod, ref, 100*pod/ref)
-			b.ReportMetric(100*pod/ref, routing+"-"+fam+"-pct-of-node")
-		}
-		down()
-	}
 }
 
 // BenchmarkLabUp: the time for lab up with 3 nodes x 10 pods.
