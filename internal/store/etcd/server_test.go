@@ -1,16 +1,15 @@
 package etcd
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"net/url"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"go.etcd.io/etcd/server/v3/embed"
 
+	"github.com/duetnet/duet/internal/etcdserver"
 	"github.com/duetnet/duet/internal/store/etcd/kvgrpc"
 )
 
@@ -46,34 +45,13 @@ func startEtcd(tb testing.TB) string {
 // tests of a server that goes away; stopping twice is harmless.
 func startStoppableEtcd(tb testing.TB) (string, func()) {
 	tb.Helper()
-	cfg := embed.NewConfig()
-	cfg.Dir = tb.TempDir()
-	cfg.LogLevel = "fatal" // a normal shutdown logs errors about closed listeners
-	cfg.LogOutputs = []string{"stderr"}
-	client, peer := freeURL(tb), freeURL(tb)
-	cfg.ListenClientUrls, cfg.AdvertiseClientUrls = []url.URL{client}, []url.URL{client}
-	cfg.ListenPeerUrls, cfg.AdvertisePeerUrls = []url.URL{peer}, []url.URL{peer}
-	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
-	e, err := embed.StartEtcd(cfg)
+	client := freeURL(tb)
+	srv, err := etcdserver.Start(context.Background(), etcdserver.Config{Dir: tb.TempDir(), ListenClient: []url.URL{client}})
 	if err != nil {
 		tb.Fatalf("start embedded etcd: %v", err)
 	}
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			e.Close()
-			<-e.Server.StopNotify()
-		})
-	}
-	tb.Cleanup(stop)
-	select {
-	case <-e.Server.ReadyNotify():
-	case err := <-e.Err():
-		tb.Fatalf("embedded etcd: %v", err)
-	case <-time.After(30 * time.Second):
-		tb.Fatal("embedded etcd not ready after 30s")
-	}
-	return client.String(), stop
+	tb.Cleanup(srv.Close)
+	return client.String(), srv.Close
 }
 
 // freeURL picks a port nothing listens on. Another process could take it
