@@ -64,16 +64,16 @@ func countBlocks(s State) int {
 	return n
 }
 
-// waitConverged waits until every duetd sees every node and has no
-// problems, and has synced since the last pod was added.
+// waitConverged waits until every duetd sees every node, has no
+// problems, and routes every block in the store (its own as blackholes,
+// the others' via their node or, with BGP, as learned from peers).
 func waitConverged(ctx context.Context, s State, limit time.Duration) error {
 	deadline := time.Now().Add(limit)
-	since := time.Now()
 	for {
 		ok, why := true, ""
-		blocks := -1
-		if s.Options.Routing == "bgp" {
-			blocks = countBlocks(s)
+		blocks := countBlocks(s)
+		if blocks < 0 {
+			ok, why = false, "the lab's etcd does not answer"
 		}
 		for _, n := range s.Nodes {
 			st, err := NodeStatus(s, n)
@@ -82,8 +82,7 @@ func waitConverged(ctx context.Context, s State, limit time.Duration) error {
 				break
 			}
 			nodes, _ := st["nodes"].([]any)
-			last, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(st["lastSync"]))
-			if len(nodes) != len(s.Nodes) || st["problems"] != nil || st["lastError"] != nil || last.Before(since) {
+			if len(nodes) != len(s.Nodes) || st["problems"] != nil || st["lastError"] != nil {
 				ok, why = false, fmt.Sprintf("%s: sees %d of %d nodes, problems %v, error %v", n.Name, len(nodes), len(s.Nodes), st["problems"], st["lastError"])
 				break
 			}
@@ -93,7 +92,7 @@ func waitConverged(ctx context.Context, s State, limit time.Duration) error {
 				ok, why = false, fmt.Sprintf("%s: BGP sessions not all established: %v", n.Name, st["peers"])
 				break
 			}
-			if routes, _ := st["routes"].([]any); blocks >= 0 && len(routes) < blocks {
+			if routes, _ := st["routes"].([]any); len(routes) < blocks {
 				ok, why = false, fmt.Sprintf("%s: has %d routes of %d blocks; BGP peers %v", n.Name, len(routes), blocks, st["peers"])
 				break
 			}
