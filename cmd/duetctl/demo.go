@@ -124,7 +124,8 @@ func runDemo(keep bool) error {
 }
 
 func withStoreRO(path string) error {
-	return withBolt(path, func(tx store.Tx) error { return showIPAM(tx, false) })
+	sf := storeFlags{path: path}
+	return sf.update(func(tx store.Tx) error { return showIPAM(tx, false) })
 }
 
 func step(s string) { fmt.Printf("\n== %s\n", s) }

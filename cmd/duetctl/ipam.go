@@ -18,22 +18,12 @@ import (
 )
 
 func ipamCmd() *cobra.Command {
-	var path, node string
-	var ds config.Datastore
+	var node string
+	var sf storeFlags
 	cmd := &cobra.Command{Use: "ipam", Short: "Show and repair address allocations"}
-	cmd.PersistentFlags().StringVar(&path, "datastore-path", config.DefaultBoltPath, "bolt datastore file")
-	cmd.PersistentFlags().StringSliceVar(&ds.Endpoints, "etcd-endpoints", nil, "read etcd at these client URLs instead of the bolt file (comma-separated)")
-	cmd.PersistentFlags().StringVar(&ds.CAFile, "etcd-ca-file", "", "CA certificate for https etcd endpoints")
-	cmd.PersistentFlags().StringVar(&ds.CertFile, "etcd-cert-file", "", "client certificate for etcd")
-	cmd.PersistentFlags().StringVar(&ds.KeyFile, "etcd-key-file", "", "client key for etcd")
+	sf.add(cmd)
 	host, _ := os.Hostname()
-	withStore := func(fn func(store.Tx) error) error {
-		if len(ds.Endpoints) == 0 {
-			return withBolt(path, fn)
-		}
-		ds.Type = config.DatastoreEtcd
-		return withDatastore(ds, fn)
-	}
+	withStore := sf.update
 	var asJSON bool
 	show := &cobra.Command{
 		Use:   "show",
@@ -52,7 +42,7 @@ func ipamCmd() *cobra.Command {
 				// A shared store holds every node's allocations; only this
 				// node's netns paths can be checked from here.
 				keep := func(a ipam.Allocation) bool {
-					return (len(ds.Endpoints) > 0 && a.Node != node) || netnsExists(a.NetNS)
+					return (sf.etcd() && a.Node != node) || netnsExists(a.NetNS)
 				}
 				freed, err := ipam.GC(tx, "", keep)
 				for _, a := range freed {
@@ -74,18 +64,39 @@ func ipamCmd() *cobra.Command {
 	return cmd
 }
 
-// errDryRun aborts the transaction after printing.
-var errDryRun = fmt.Errorf("dry run: nothing freed")
-
-func withBolt(path string, fn func(store.Tx) error) error {
-	if _, err := os.Stat(path); err != nil {
-		return fmt.Errorf("no duet datastore at %s (%v): no pod has been added yet, or pass --datastore-path (or --etcd-endpoints)", path, err)
-	}
-	return withDatastore(config.Datastore{Type: config.DatastoreBolt, Path: path}, fn)
+// storeFlags pick the store duetctl reads: the bolt file, or etcd.
+type storeFlags struct {
+	path string
+	ds   config.Datastore
 }
 
-func withDatastore(d config.Datastore, fn func(store.Tx) error) error {
-	s, err := open.Store(d)
+func (f *storeFlags) add(cmd *cobra.Command) {
+	cmd.PersistentFlags().StringVar(&f.path, "datastore-path", config.DefaultBoltPath, "bolt datastore file")
+	cmd.PersistentFlags().StringSliceVar(&f.ds.Endpoints, "etcd-endpoints", nil, "use etcd at these client URLs instead of the bolt file (comma-separated)")
+	cmd.PersistentFlags().StringVar(&f.ds.CAFile, "etcd-ca-file", "", "CA certificate for https etcd endpoints")
+	cmd.PersistentFlags().StringVar(&f.ds.CertFile, "etcd-cert-file", "", "client certificate for etcd")
+	cmd.PersistentFlags().StringVar(&f.ds.KeyFile, "etcd-key-file", "", "client key for etcd")
+}
+
+func (f *storeFlags) etcd() bool { return len(f.ds.Endpoints) > 0 }
+
+// open opens the chosen store.
+func (f *storeFlags) open() (store.Store, error) {
+	if !f.etcd() {
+		if _, err := os.Stat(f.path); err != nil {
+			return nil, fmt.Errorf("no duet datastore at %s (%v): no pod has been added yet, or pass --datastore-path (or --etcd-endpoints)", f.path, err)
+		}
+		return open.Store(config.Datastore{Type: config.DatastoreBolt, Path: f.path})
+	}
+	d := f.ds
+	d.Type = config.DatastoreEtcd
+	return open.Store(d)
+}
+
+// update runs fn in one transaction on the chosen store; errDryRun rolls
+// it back after fn printed what it would do.
+func (f *storeFlags) update(fn func(store.Tx) error) error {
+	s, err := f.open()
 	if err != nil {
 		return err
 	}
@@ -97,6 +108,9 @@ func withDatastore(d config.Datastore, fn func(store.Tx) error) error {
 	}
 	return err
 }
+
+// errDryRun aborts the transaction after printing.
+var errDryRun = fmt.Errorf("dry run: nothing freed")
 
 // netnsExists keeps allocations with no recorded netns: nothing proves
 // them gone.

@@ -17,7 +17,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/duetnet/duet/internal/agent"
+	"github.com/duetnet/duet/internal/cluster"
 	"github.com/duetnet/duet/internal/cni"
+	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/store"
 )
 
 func nodeCmd() *cobra.Command {
@@ -38,9 +41,78 @@ func nodeCmd() *cobra.Command {
 	}
 	status.Flags().StringVar(&sock, "socket", "/run/duet/duetd.sock", "duetd's status socket")
 	status.Flags().BoolVar(&statusJSON, "json", false, "print JSON")
-	cmd.AddCommand(sys, status)
+	var sf storeFlags
+	var force bool
+	remove := &cobra.Command{
+		Use:   "remove NAME",
+		Short: "Forget a node that is gone for good: free its addresses and blocks, delete its record",
+		Long: `remove frees everything a node that is gone for good holds in the store: its
+pods' allocations, its blocks (so other nodes can claim them) and its node
+record (so other nodes drop their routes to it). A node whose duetd is still
+heartbeating is refused unless --force. It works in bounded steps and can be
+run again if interrupted.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(_ *cobra.Command, args []string) error { return removeNode(&sf, args[0], force) },
+	}
+	sf.add(remove)
+	remove.Flags().BoolVar(&force, "force", false, "remove the node even though its duetd is alive")
+	cmd.AddCommand(sys, status, remove)
 	return cmd
 }
+
+// removeNode checks the node is gone, then releases its allocations and
+// blocks in transactions of at most 100 keys (etcd bounds a transaction's
+// size), then deletes its record.
+func removeNode(sf *storeFlags, name string, force bool) error {
+	s, err := sf.open()
+	if err != nil {
+		return err
+	}
+	defer s.Close()
+	ctx := context.Background()
+	known := false
+	err = s.Update(ctx, func(tx store.Tx) error {
+		_, ok, err := cluster.Get(tx, name)
+		known = ok
+		if err != nil || !ok {
+			return err
+		}
+		// Refused here, before anything is freed, if the node is alive.
+		return cluster.Remove(nopWrites{tx}, name, time.Now(), force)
+	})
+	if err != nil {
+		return err
+	}
+	total := 0
+	for {
+		var n int
+		if err := s.Update(ctx, func(tx store.Tx) (err error) {
+			n, err = ipam.ReleaseNode(tx, name, 100)
+			return err
+		}); err != nil {
+			return fmt.Errorf("releasing node %s's addresses and blocks (%d keys freed so far; run it again): %w", name, total, err)
+		}
+		if n == 0 {
+			break
+		}
+		total += n
+	}
+	if err := s.Update(ctx, func(tx store.Tx) error { return cluster.Remove(tx, name, time.Now(), true) }); err != nil {
+		return err
+	}
+	if !known && total == 0 {
+		return fmt.Errorf("no node %q in the store, and nothing held under its name: check the name (duetctl ipam show lists blocks by node)", name)
+	}
+	fmt.Printf("removed node %s: %d allocation and block keys freed\n", name, total)
+	return nil
+}
+
+// nopWrites is a transaction whose writes are dropped, to ask Remove
+// whether it would refuse without removing yet.
+type nopWrites struct{ store.Tx }
+
+func (nopWrites) Put(string, []byte) error { return nil }
+func (nopWrites) Delete(string) error      { return nil }
 
 func nodeStatus(sock string, asJSON bool) error {
 	c := http.Client{Timeout: 3 * time.Second, Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {

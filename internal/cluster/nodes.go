@@ -119,3 +119,17 @@ func List(tx store.Tx) ([]Node, error) {
 	}
 	return out, nil
 }
+
+// Remove deletes the record of a node that is gone. A node whose duetd is
+// still heartbeating is refused unless force: it would register again at
+// once, and its pods' blocks would be handed to others.
+func Remove(tx store.Tx, name string, now time.Time, force bool) error {
+	n, ok, err := Get(tx, name)
+	if err != nil || !ok {
+		return err
+	}
+	if age := now.Sub(n.Heartbeat); !force && age < StaleAfter {
+		return fmt.Errorf("node %q is alive (its duetd wrote a heartbeat %s ago, instance %s): stop its duetd first, or use --force", name, age.Round(time.Second), n.Instance)
+	}
+	return tx.Delete(nodesPrefix + name)
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/netip"
+	"strings"
 	"testing"
 	"time"
 
@@ -50,5 +51,30 @@ func TestRegisterWritesOnlyWhatChanged(t *testing.T) {
 		if puts != st.puts {
 			t.Fatalf("%s: %d writes in all, want %d", st.name, puts, st.puts)
 		}
+	}
+}
+
+func TestRemove(t *testing.T) {
+	s := memstore.New()
+	now := time.Unix(1_800_000_000, 0)
+	n := Node{Name: "n1", Addrs: []netip.Addr{netip.MustParseAddr("fd00::1"), netip.MustParseAddr("10.0.0.1")}, Instance: "i1"}
+	run := func(fn func(store.Tx) error) error { return s.Update(context.Background(), fn) }
+	if err := run(func(tx store.Tx) error { return Register(tx, n, now) }); err != nil {
+		t.Fatal(err)
+	}
+	err := run(func(tx store.Tx) error { return Remove(tx, "n1", now.Add(time.Second), false) })
+	if err == nil || !strings.Contains(err.Error(), "--force") {
+		t.Errorf("removing a live node = %v, want a refusal naming --force", err)
+	}
+	if err := run(func(tx store.Tx) error { return Remove(tx, "n1", now.Add(StaleAfter), false) }); err != nil {
+		t.Errorf("removing a stale node: %v", err)
+	}
+	var left []Node
+	_ = run(func(tx store.Tx) (err error) { left, err = List(tx); return err })
+	if len(left) != 0 {
+		t.Errorf("nodes left: %+v", left)
+	}
+	if err := run(func(tx store.Tx) error { return Remove(tx, "n1", now, false) }); err != nil {
+		t.Errorf("removing a missing node: %v, want nothing to do", err)
 	}
 }

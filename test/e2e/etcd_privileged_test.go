@@ -119,8 +119,28 @@ func TestEtcdDatastore(t *testing.T) {
 	if allocs, _ := readEtcd(t, endpoint); len(allocs) != len(pods)-1 {
 		t.Errorf("after DEL etcd holds %d allocations, want %d", len(allocs), len(pods)-1)
 	}
+	// Node b is gone for good: `duetctl node remove` frees its pods'
+	// addresses and its blocks; node a's stay.
+	out, err = exec.Command(filepath.Join(binDir, "duetctl"), "node", "remove", "e2e-etcd-b", "--etcd-endpoints", endpoint).CombinedOutput()
+	if err != nil {
+		t.Errorf("duetctl node remove: %v: %s", err, out)
+	}
+	allocs, blocks = readEtcd(t, endpoint)
+	for _, x := range allocs {
+		if x.Node != "e2e-etcd-a" {
+			t.Errorf("allocation of the removed node left: %+v", x)
+		}
+	}
+	for _, bl := range blocks {
+		if bl.Node != "e2e-etcd-a" {
+			t.Errorf("block %s of the removed node left", bl.CIDR)
+		}
+	}
+	if len(allocs) != 2 || len(blocks) != 2 {
+		t.Errorf("after removing node b: %d allocations and %d blocks, want node a's 2 and 2", len(allocs), len(blocks))
+	}
 	for i, p := range pods[1:] {
-		[]*network{b, a}[i%2].del(t, p)
+		[]*network{b, a}[i%2].del(t, p) // b's: the kernel side only
 	}
 	if allocs, _ := readEtcd(t, endpoint); len(allocs) != 0 {
 		t.Errorf("after every DEL etcd holds %d allocations: %+v", len(allocs), allocs)
