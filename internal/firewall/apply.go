@@ -64,12 +64,17 @@ func CheckPod(ctx context.Context, l Lister, pod Pod) error {
 	if fam == knftables.InetFamily {
 		want = inetRules
 	}
-	rules, err := l.ListRules(ctx, chainFromPod)
-	if err != nil {
-		return fmt.Errorf("table %s %s: %w (run the pod's ADD again, or restart duetd, to recreate it)", fam, Table, err)
-	}
-	if err := sameRules(rules, want); err != nil {
-		return fmt.Errorf("table %s %s chain %s was modified by someone else: %w; duet rewrites it on the next ADD", fam, Table, chainFromPod, err)
+	for _, c := range []struct {
+		name string
+		want []rule
+	}{{chainFromPod, want}, {chainICMPv6, icmpv6Rules}, {chainUDP, udpRules}} {
+		rules, err := l.ListRules(ctx, c.name)
+		if err != nil {
+			return fmt.Errorf("table %s %s: %w (run the pod's ADD again, or restart duetd, to recreate it)", fam, Table, err)
+		}
+		if err := sameRules(rules, c.want); err != nil {
+			return fmt.Errorf("table %s %s chain %s was modified by someone else: %w; duet rewrites it on the next ADD", fam, Table, c.name, err)
+		}
 	}
 	els, err := pod.elements()
 	if err != nil {

@@ -138,6 +138,15 @@ func TestCheckPod(t *testing.T) {
 	if err := CheckPod(context.Background(), inet, pod1); err == nil || !strings.Contains(err.Error(), "modified") {
 		t.Fatalf("got %v", err)
 	}
+	// The RA guard's chain, behind the verdict map, is checked too.
+	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, pod1, pool) })
+	run(t, fake, func(tx *knftables.Transaction) error {
+		tx.Flush(&knftables.Chain{Family: knftables.InetFamily, Table: Table, Name: chainICMPv6})
+		return nil
+	})
+	if err := CheckPod(context.Background(), inet, pod1); err == nil || !strings.Contains(err.Error(), chainICMPv6) {
+		t.Fatalf("CHECK with the RA guard's chain flushed = %v, want it named", err)
+	}
 }
 
 func TestFastPathNeedsCurrentTable(t *testing.T) {

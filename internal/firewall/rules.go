@@ -44,22 +44,38 @@ const (
 	setNAT4      = "nat4"
 )
 
-const chainFromPod = "from-pod"
+const (
+	chainFromPod = "from-pod"
+	chainICMPv6  = "from-pod-icmpv6"
+	chainUDP     = "from-pod-udp"
+)
 
 // rule is a static rule; the comment identifies it when the table is read
 // back, since nft prints rules in its own canonical form.
 type rule struct{ expr, comment string }
 
 // guardRules are the checks every frame or packet from a pod passes, in
-// either table. The order matters: RA, redirect and DHCP-server drops come
-// before the source checks, so a pod cannot send them even from its own
-// address; DAD's unspecified source is allowed before the address check.
+// either table. The order matters: the MAC check comes first; then RA,
+// redirect and DHCP-server drops, before the source checks, so a pod
+// cannot send them even from its own address; DAD's unspecified source is
+// allowed before the address check. The ICMPv6 and UDP guards sit in
+// chains of their own behind one verdict-map lookup, so the bulk of
+// traffic (TCP) passes four rules instead of seven: every rule costs on
+// every packet, and the full list cost single-flow IPv6 throughput about
+// 9 % against an empty chain in the lab.
 var guardRules = []rule{
 	{"iifname . ether saddr != @" + setMACs + " counter drop", "duet: source MAC is not the pod's"},
+	{"meta l4proto vmap { icmpv6 : jump " + chainICMPv6 + " , udp : jump " + chainUDP + " }", "duet: ICMPv6 and UDP guards"},
+}
+
+var icmpv6Rules = []rule{
 	{"icmpv6 type { nd-router-advert, nd-redirect } counter drop", "duet: RA guard"},
-	{"udp sport { 67, 547 } counter drop", "duet: DHCP server guard"},
 	{"icmpv6 type nd-neighbor-advert iifname . @th,64,128 != @" + setNDTargets + " counter drop", "duet: neighbour advertisement for an address that is not the pod's"},
 	{"ip6 saddr :: icmpv6 type nd-neighbor-solicit accept", "duet: DAD"},
+}
+
+var udpRules = []rule{
+	{"udp sport { 67, 547 } counter drop", "duet: DHCP server guard"},
 }
 
 // inetRules and bridgeRules add the source checks: the family expression
@@ -125,12 +141,14 @@ func ensureTable(tx *knftables.Transaction, fam knftables.Family) {
 	if fam == knftables.InetFamily {
 		rules, hookPrio = inetRules, knftables.RawPriority
 	}
-	chains := map[string][]rule{chainFromPod: rules}
+	chains := map[string][]rule{chainFromPod: rules, chainICMPv6: icmpv6Rules, chainUDP: udpRules}
+	icmp := &knftables.Chain{Family: fam, Table: Table, Name: chainICMPv6}
+	udp := &knftables.Chain{Family: fam, Table: Table, Name: chainUDP}
 	from := &knftables.Chain{Family: fam, Table: Table, Name: chainFromPod}
 	pre := &knftables.Chain{Family: fam, Table: Table, Name: "prerouting",
 		Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(hookPrio)}
 	chains["prerouting"] = []rule{{"iifname @" + setPods + " jump " + chainFromPod, "duet: pods"}}
-	list := []*knftables.Chain{from, pre}
+	list := []*knftables.Chain{icmp, udp, from, pre} // jump targets first
 	if fam == knftables.InetFamily {
 		nat := &knftables.Chain{Family: fam, Table: Table, Name: "postrouting",
 			Type: knftables.PtrTo(knftables.NATType), Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority)}
@@ -150,7 +168,7 @@ func ensureTable(tx *knftables.Transaction, fam knftables.Family) {
 // another version of duet is told apart from a current one.
 var rulesVersion = func() string {
 	h := sha256.New()
-	for _, rs := range [][]rule{inetRules, bridgeRules, natRules} {
+	for _, rs := range [][]rule{inetRules, bridgeRules, icmpv6Rules, udpRules, natRules} {
 		for _, r := range rs {
 			fmt.Fprintf(h, "%s|%s\n", r.expr, r.comment)
 		}

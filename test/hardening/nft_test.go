@@ -82,7 +82,12 @@ func hasTable(t *testing.T, n *netNS, family string) bool {
 // duet table, chain from-pod.
 func dropCount(t *testing.T, n *netNS, family, comment string) uint64 {
 	t.Helper()
-	for _, o := range nftObjects(t, n, "chain", family, "duet", "from-pod") {
+	// The guards live in from-pod and the chains it jumps to.
+	var objs []map[string]json.RawMessage
+	for _, chain := range []string{"from-pod", "from-pod-icmpv6", "from-pod-udp"} {
+		objs = append(objs, nftObjects(t, n, "chain", family, "duet", chain)...)
+	}
+	for _, o := range objs {
 		raw, ok := o["rule"]
 		if !ok {
 			continue
