@@ -6,8 +6,6 @@ package main
 
 import (
 	"crypto/rand"
-	"log"
-	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -23,14 +21,5 @@ func main() {
 		Hostname: cni.DefaultHostname,
 		Prefixes: kernel.HostPrefixes,
 	}
-	// skel.PluginMainFuncs, with skel's own environment errors explained.
-	e := skel.PluginMainFuncsWithError(skel.CNIFuncs{Add: p.Add, Del: p.Del, Check: p.Check, GC: p.GC, Status: p.Status},
-		cni.SupportedVersions, "duet-ipam: duet's IPAM as a CNI IPAM plugin")
-	if e != nil {
-		e = cni.EnvError(e, os.Getenv("CNI_COMMAND"), os.Getenv("CNI_NETNS"))
-		if err := e.Print(); err != nil {
-			log.Print("Error writing error JSON to stdout: ", err)
-		}
-		os.Exit(1)
-	}
+	cni.PluginMain(skel.CNIFuncs{Add: p.Add, Del: p.Del, Check: p.Check, GC: p.GC, Status: p.Status}, "duet-ipam: duet's IPAM as a CNI IPAM plugin")
 }

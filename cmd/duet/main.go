@@ -6,8 +6,6 @@ package main
 
 import (
 	"crypto/rand"
-	"log"
-	"os"
 
 	"github.com/containernetworking/cni/pkg/skel"
 
@@ -24,15 +22,5 @@ func main() {
 		Rand:     rand.Reader,
 		Hostname: cni.DefaultHostname,
 	}
-	// skel.PluginMainFuncs, with skel's own environment errors explained
-	// (it checks the environment before any of p's code runs).
-	e := skel.PluginMainFuncsWithError(skel.CNIFuncs{Add: p.Add, Del: p.Del, Check: p.Check, GC: p.GC, Status: p.Status},
-		cni.SupportedVersions, "duet: IPv6-first dual-stack CNI plugin")
-	if e != nil {
-		e = cni.EnvError(e, os.Getenv("CNI_COMMAND"), os.Getenv("CNI_NETNS"))
-		if err := e.Print(); err != nil {
-			log.Print("Error writing error JSON to stdout: ", err)
-		}
-		os.Exit(1)
-	}
+	cni.PluginMain(skel.CNIFuncs{Add: p.Add, Del: p.Del, Check: p.Check, GC: p.GC, Status: p.Status}, "duet: IPv6-first dual-stack CNI plugin")
 }

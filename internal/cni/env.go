@@ -1,10 +1,27 @@
 package cni
 
 import (
+	"log"
+	"os"
 	"strings"
 
+	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
 )
+
+// PluginMain is skel.PluginMainFuncs with skel's own environment errors
+// explained (see EnvError): what both duet plugins run as main.
+func PluginMain(funcs skel.CNIFuncs, about string) {
+	e := skel.PluginMainFuncsWithError(funcs, SupportedVersions, about)
+	if e == nil {
+		return
+	}
+	e = EnvError(e, os.Getenv("CNI_COMMAND"), os.Getenv("CNI_NETNS"))
+	if err := e.Print(); err != nil {
+		log.Print("Error writing error JSON to stdout: ", err)
+	}
+	os.Exit(1)
+}
 
 // netnsHint is the fix for a missing CNI_NETNS.
 const netnsHint = "the runtime must pass the container's network namespace path in CNI_NETNS, e.g. /var/run/netns/NAME (only DEL may leave it empty)"

@@ -8,7 +8,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-
 	"github.com/duetnet/duet/internal/etcdserver"
 	"github.com/duetnet/duet/internal/store/etcd/kvgrpc"
 )
