@@ -93,8 +93,25 @@ func (g *Gateway) Txn(ctx context.Context, req TxnRequest) (TxnResponse, error) 
 			break
 		}
 	}
-	return TxnResponse{}, errors.Join(errs...)
+	if len(errs) == 1 {
+		return TxnResponse{}, errs[0]
+	}
+	return TxnResponse{}, joined(errs)
 }
+
+// joined is errors.Join on one line, since its text ends up in a CNI
+// error message.
+type joined []error
+
+func (j joined) Error() string {
+	var parts []string
+	for _, e := range j {
+		parts = append(parts, e.Error())
+	}
+	return strings.Join(parts, "; ")
+}
+
+func (j joined) Unwrap() []error { return j }
 
 func (g *Gateway) post(ctx context.Context, endpoint string, body []byte) (TxnResponse, error) {
 	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, endpoint+"/v3/kv/txn", bytes.NewReader(body))

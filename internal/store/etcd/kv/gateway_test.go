@@ -146,6 +146,18 @@ func TestGatewayFailover(t *testing.T) {
 	if calls != 2 || g.next.Load() != 1 {
 		t.Errorf("calls %d, next %d: want 2 calls and the live endpoint remembered", calls, g.next.Load())
 	}
+	// Every endpoint down: one line naming each, still classified.
+	l2, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead2 := "http://" + l2.Addr().String()
+	l2.Close()
+	g2, _ := NewGateway([]string{dead, dead2}, time.Second, nil, nil)
+	_, err = g2.Txn(context.Background(), TxnRequest{})
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), strings.TrimPrefix(dead2, "http://")) || Permanent(err) || !dialFailed(err) {
+		t.Errorf("all endpoints down: %q, want one transient line naming each", err)
+	}
 	if _, err := NewGateway([]string{"unix:///run/etcd.sock"}, time.Second, nil, nil); err == nil {
 		t.Error("a unix:// endpoint was accepted")
 	}
