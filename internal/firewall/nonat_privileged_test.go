@@ -1,0 +1,94 @@
+// Privileged: run as root with `go test ./internal/firewall/`. duetd's
+// pool elements and the plugin's ADD, in either order, in the real nft.
+package firewall
+
+import (
+	"context"
+	"net"
+	"net/netip"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/containernetworking/plugins/pkg/ns"
+	"sigs.k8s.io/knftables"
+
+	"github.com/duetnet/duet/internal/kernel/kerneltest"
+)
+
+// nsLister reads inet duet in a namespace; nft, run from the locked
+// thread, inherits it.
+type nsLister struct{ path string }
+
+func (l nsLister) ListRules(context.Context, string) ([]*knftables.Rule, error) { return nil, nil }
+func (l nsLister) ListElements(ctx context.Context, typ, name string) (els []*knftables.Element, err error) {
+	h, err := ns.GetNS(l.path)
+	if err != nil {
+		return nil, err
+	}
+	defer h.Close()
+	err = h.Do(func(ns.NetNS) error {
+		nft, err := knftables.New(knftables.InetFamily, Table)
+		if err != nil {
+			return err
+		}
+		els, err = nft.ListElements(ctx, typ, name)
+		return err
+	})
+	return els, err
+}
+
+// TestNoNATPoolsWithPlugin: duetd adds every node's ranges before the
+// first pod (no table yet); the plugin's element-only ADD then fails as
+// designed and its full ADD writes the table, keeping duetd's elements;
+// a later node's range is added beside them, and the plugin's fast path
+// still works. pools6 ends with every range, nat6 with the own one only.
+func TestNoNATPoolsWithPlugin(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	path := kerneltest.NetNS(t)
+	name := kerneltest.NetNSName(path)
+	ctx := context.Background()
+	l := nsLister{path}
+	own := []Pool{{CIDR: netip.MustParsePrefix("fd00:10:244:1::/64"), NAT: true}, {CIDR: netip.MustParsePrefix("10.244.1.0/24"), NAT: true}}
+	ranges := prefixes("fd00:10:244:1::/64", "10.244.1.0/24", "fd00:10:244:2::/64", "10.244.2.0/24")
+	script, _, err := NoNATPoolsScript(ctx, l, ranges)
+	if err != nil || script == "" {
+		t.Fatalf("%q %v", script, err)
+	}
+	nft(t, name, script)
+	pod := Pod{HostIf: "dt1", MAC: net.HardwareAddr{2, 1, 2, 3, 4, 1}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:10:244:1::5"), netip.MustParseAddr("10.244.1.5")}}
+	fast, _ := AddPodElementsScript(pod, own)
+	if err := nftErr(name, fast); err == nil {
+		t.Fatal("the plugin's element-only ADD worked on a table duetd made: it would skip writing the rules")
+	}
+	full, _ := AddPodScript(pod, own)
+	nft(t, name, full)
+	more := append(ranges, prefixes("fd00:10:244:3::/64", "10.244.3.0/24")...)
+	script, _, err = NoNATPoolsScript(ctx, l, more)
+	if err != nil || strings.Count(script, "add element") != 2 {
+		t.Fatalf("a third node: %q %v", script, err)
+	}
+	nft(t, name, script)
+	other := Pod{HostIf: "dt2", MAC: net.HardwareAddr{2, 1, 2, 3, 4, 2}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:10:244:1::6")}}
+	fast, _ = AddPodElementsScript(other, own)
+	nft(t, name, fast)
+	if script, _, err := NoNATPoolsScript(ctx, l, more); err != nil || script != "" {
+		t.Fatalf("again: %q %v", script, err)
+	}
+	out := listSets(t, name)
+	for _, want := range []string{"fd00:10:244:1::/64", "fd00:10:244:2::/64", "fd00:10:244:3::/64", "10.244.3.0/24", `"dt2"`} {
+		if !strings.Contains(out, want) {
+			t.Errorf("ruleset lacks %s:\n%s", want, out)
+		}
+	}
+	nat6, err := l.ListElements(ctx, "set", setNAT6)
+	if err != nil || len(nat6) != 1 || nat6[0].Key[0] != "fd00:10:244:1::/64" {
+		t.Errorf("nat6: %v %v, want the own range only", nat6, err)
+	}
+}
+
+func nftErr(netns, script string) error {
+	cmd := exec.Command("ip", "netns", "exec", netns, "nft", "-f", "-")
+	cmd.Stdin = strings.NewReader(script)
+	return cmd.Run()
+}
