@@ -17,6 +17,7 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(ipamCmd(), demoCmd(), nodeCmd(), labCmd(), connectivityCmd(), doctorCmd())
+	root.AddCommand(installCNICmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "duetctl:", err)
 		os.Exit(1)
