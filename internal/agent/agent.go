@@ -1,8 +1,10 @@
-// Package agent is duetd's control loop: register the node, read the
-// cluster's desired state from the store, and reconcile the kernel's node
-// routes to it, again and again. Stopping the agent leaves the dataplane as
+// Package agent is duetd's control loop: read the cluster's desired state
+// from a source (the store, where the node registers itself, or the
+// Kubernetes API through a ClusterView), and reconcile the kernel's node
+// routes, NDP proxy entries and, in Kubernetes mode, the no-masquerade
+// sets to it, again and again. Stopping the agent leaves the dataplane as
 // it is, so pods keep their connectivity while duetd restarts; the next
-// start reconciles from the store without tearing anything down first.
+// start reconciles from the source without tearing anything down first.
 package agent
 
 import (
@@ -16,7 +18,6 @@ import (
 
 	"github.com/duetnet/duet/internal/bgp"
 	"github.com/duetnet/duet/internal/cluster"
-	"github.com/duetnet/duet/internal/ipam"
 	"github.com/duetnet/duet/internal/routing"
 	"github.com/duetnet/duet/internal/store"
 )
@@ -65,15 +66,25 @@ type Kernel interface {
 	routing.ProxyKernel
 }
 
-// Agent runs the loop. Construct it with New; Run starts it.
+// NoNATSets keeps pod prefixes in the firewall's "never masquerade
+// towards these" sets, adding what is missing and returning how many it
+// added; cmd/duetd's nftables glue has it.
+type NoNATSets interface {
+	EnsureNoNAT(ctx context.Context, prefixes []netip.Prefix) (int, error)
+}
+
+// Agent runs the loop. Construct it with New or NewWithSource; Run
+// starts it.
 type Agent struct {
 	cfg     Config
-	open    func() (store.Store, error)
+	source  Source
 	kernel  func() (Kernel, func(), error)
 	metrics Metrics
 	log     *slog.Logger
 	speaker Speaker
 	trigger <-chan struct{}
+	noNAT   NoNATSets
+	synced  func(context.Context, Desired) error
 
 	mu     sync.Mutex
 	status Status
@@ -90,11 +101,27 @@ const bgpSettle = 60 * time.Second
 // store for one sync (bolt is opened and closed each time so the plugins
 // are never locked out for long); kernel returns the namespace to program.
 func New(cfg Config, open func() (store.Store, error), kernel func() (Kernel, func(), error), m Metrics, log *slog.Logger) *Agent {
+	return NewWithSource(cfg, storeSource{cfg: cfg, open: open}, kernel, m, log)
+}
+
+// NewWithSource is New with the desired state from src instead of the
+// store (NewViewSource: the Kubernetes API).
+func NewWithSource(cfg Config, src Source, kernel func() (Kernel, func(), error), m Metrics, log *slog.Logger) *Agent {
 	if cfg.Interval <= 0 {
 		cfg.Interval = time.Second
 	}
-	return &Agent{cfg: cfg, open: open, kernel: kernel, metrics: m, log: log, started: time.Now()}
+	return &Agent{cfg: cfg, source: src, kernel: kernel, metrics: m, log: log, started: time.Now()}
 }
+
+// WithNoNAT has each sync put the source's NoNAT prefixes in the
+// firewall's sets (Kubernetes mode).
+func (a *Agent) WithNoNAT(s NoNATSets) *Agent { a.noNAT = s; return a }
+
+// WithSynced runs fn after every sync that reconciled everything, with
+// the state it reconciled; its error fails the sync. duetd writes the CNI
+// configuration there, so the kubelet sees it only once the node's routes
+// and NAT are in place.
+func (a *Agent) WithSynced(fn func(context.Context, Desired) error) *Agent { a.synced = fn; return a }
 
 // WithSpeaker gives the agent a started BGP speaker (bgp routing).
 func (a *Agent) WithSpeaker(s Speaker) *Agent { a.speaker = s; return a }
@@ -173,13 +200,10 @@ func (a *Agent) syncAndFollow(ctx context.Context) {
 	}
 }
 
-// Sync runs one pass: register, read, plan, reconcile.
+// Sync runs one pass: read the desired state from the source, plan,
+// reconcile; then the synced hook, if any.
 func (a *Agent) Sync(ctx context.Context) (err error) {
 	start := time.Now()
-	self := cluster.Node{Name: a.cfg.Node, Addrs: a.cfg.Addrs, Routing: a.cfg.Routing, Instance: a.cfg.Instance}
-	var nodes []cluster.Node
-	var blocks []ipam.Block
-	var allocs []ipam.Allocation
 	changed, nroutes := 0, 0
 	defer func() {
 		if a.metrics != nil {
@@ -193,28 +217,11 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 		}
 		a.mu.Unlock()
 	}()
-	s, err := a.open()
+	d, err := a.source.Desired(ctx)
 	if err != nil {
 		return err
 	}
-	err = s.Update(ctx, func(tx store.Tx) error {
-		if err := cluster.Register(tx, self, time.Now()); err != nil {
-			return err
-		}
-		var err error
-		if nodes, err = cluster.List(tx); err != nil {
-			return err
-		}
-		if blocks, err = ipam.Blocks(tx); err != nil {
-			return err
-		}
-		allocs, err = ipam.List(tx, "")
-		return err
-	})
-	s.Close()
-	if err != nil {
-		return fmt.Errorf("reading the store: %w", err)
-	}
+	self, nodes, blocks := d.Self, d.Nodes, d.Blocks
 	k, done, err := a.kernel()
 	if err != nil {
 		return err
@@ -253,24 +260,24 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 	}
 	// Pods whose addresses sit in an uplink's prefix: answer for them
 	// there (the plugin adds these at ADD; this repairs and cleans up).
-	pools, local := map[netip.Prefix]bool{}, []netip.Addr{}
+	pools := map[netip.Prefix]bool{}
 	for _, b := range blocks {
 		pools[b.Pool] = true
-	}
-	for _, al := range allocs {
-		if al.Node == self.Name {
-			for _, ip := range al.IPs {
-				local = append(local, ip.Address.Addr())
-			}
-		}
 	}
 	var poolList []netip.Prefix
 	for p := range pools {
 		poolList = append(poolList, p)
 	}
 	var n int
-	n, err = routing.ReconcileProxy(k, poolList, local)
+	n, err = routing.ReconcileProxy(k, poolList, d.Local)
 	changed += n
+	if err == nil && d.NoNAT != nil && a.noNAT != nil {
+		n, err = a.noNAT.EnsureNoNAT(ctx, d.NoNAT)
+		changed += n
+		if err != nil {
+			err = fmt.Errorf("keeping pod ranges out of masquerading: %w", err)
+		}
+	}
 	if changed > 0 {
 		a.log.Info("routes reconciled", "changed", changed, "routes", len(routes))
 	}
@@ -287,5 +294,8 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 		a.status.Routes = append(a.status.Routes, r.String())
 	}
 	a.mu.Unlock()
+	if err == nil && a.synced != nil {
+		err = a.synced(ctx, d)
+	}
 	return err
 }

@@ -1,0 +1,137 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"time"
+
+	"github.com/duetnet/duet/internal/cluster"
+	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/store"
+)
+
+// Desired is what one sync makes the node match, wherever it came from.
+type Desired struct {
+	// Self is this node as others route to it.
+	Self cluster.Node
+	// Nodes are every node, this one included.
+	Nodes []cluster.Node
+	// Blocks are every node's pod prefixes; their pools bound NDP proxy.
+	Blocks []ipam.Block
+	// Local are the addresses of this node's pods, for NDP proxy.
+	Local []netip.Addr
+	// NoNAT are pod prefixes that traffic from pods is never masqueraded
+	// towards. Nil leaves that to the plugin, which adds its own pools.
+	NoNAT []netip.Prefix
+}
+
+// Source gives one sync its desired state. The store and the Kubernetes
+// API are the two; the planners and reconcilers after it are the same.
+type Source interface {
+	Desired(ctx context.Context) (Desired, error)
+}
+
+// storeSource is the cluster store: register this node, then read every
+// node, block and allocation in the same transaction.
+type storeSource struct {
+	cfg  Config
+	open func() (store.Store, error)
+}
+
+func (s storeSource) Desired(ctx context.Context) (Desired, error) {
+	d := Desired{Self: cluster.Node{Name: s.cfg.Node, Addrs: s.cfg.Addrs, Routing: s.cfg.Routing, Instance: s.cfg.Instance}}
+	var allocs []ipam.Allocation
+	st, err := s.open()
+	if err != nil {
+		return Desired{}, err
+	}
+	err = st.Update(ctx, func(tx store.Tx) error {
+		if err := cluster.Register(tx, d.Self, time.Now()); err != nil {
+			return err
+		}
+		var err error
+		if d.Nodes, err = cluster.List(tx); err != nil {
+			return err
+		}
+		if d.Blocks, err = ipam.Blocks(tx); err != nil {
+			return err
+		}
+		allocs, err = ipam.List(tx, "")
+		return err
+	})
+	st.Close()
+	if err != nil {
+		return Desired{}, fmt.Errorf("reading the store: %w", err)
+	}
+	d.Local = localAddrs(allocs, d.Self.Name)
+	return d, nil
+}
+
+func localAddrs(allocs []ipam.Allocation, node string) []netip.Addr {
+	var out []netip.Addr
+	for _, al := range allocs {
+		if al.Node == node {
+			for _, ip := range al.IPs {
+				out = append(out, ip.Address.Addr())
+			}
+		}
+	}
+	return out
+}
+
+// ClusterView is a cluster whose nodes and pod prefixes live outside the
+// store (the Kubernetes API: *kube.Cluster has it). It fails, saying why,
+// while this node cannot be served.
+type ClusterView interface {
+	View() (self cluster.Node, nodes []cluster.Node, blocks []ipam.Block, err error)
+}
+
+// NewViewSource is the desired state of a ClusterView. Nothing is
+// registered: the view already knows every node. The plugin on this node
+// still records its pods in the node's own store, which open returns
+// (opened per sync, so the plugin is never locked out for long), and
+// only for their addresses (NDP proxy). Every node's pod prefixes are
+// NoNAT, since the plugin knows only its own.
+func NewViewSource(view ClusterView, routing string, open func() (store.Store, error)) Source {
+	return viewSource{view: view, routing: routing, open: open}
+}
+
+type viewSource struct {
+	view    ClusterView
+	routing string
+	open    func() (store.Store, error)
+}
+
+func (s viewSource) Desired(ctx context.Context) (Desired, error) {
+	var d Desired
+	var err error
+	if d.Self, d.Nodes, d.Blocks, err = s.view.View(); err != nil {
+		return Desired{}, err
+	}
+	// Every node routes the same way (one --routing for the cluster).
+	d.Self.Routing = s.routing
+	for i := range d.Nodes {
+		d.Nodes[i].Routing = s.routing
+	}
+	d.NoNAT = []netip.Prefix{}
+	for _, b := range d.Blocks {
+		d.NoNAT = append(d.NoNAT, b.CIDR)
+	}
+	st, err := s.open()
+	if err != nil {
+		return Desired{}, fmt.Errorf("reading this node's pods: %w", err)
+	}
+	var allocs []ipam.Allocation
+	err = st.View(ctx, func(tx store.Tx) error {
+		var err error
+		allocs, err = ipam.List(tx, "")
+		return err
+	})
+	st.Close()
+	if err != nil {
+		return Desired{}, fmt.Errorf("reading this node's pods: %w", err)
+	}
+	d.Local = localAddrs(allocs, d.Self.Name)
+	return d, nil
+}

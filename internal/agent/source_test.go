@@ -1,0 +1,181 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"net/netip"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/duetnet/duet/internal/cluster"
+	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/kernel"
+	"github.com/duetnet/duet/internal/routing"
+	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/memstore"
+)
+
+// fakeKernel holds node routes in memory; no uplink, so no proxy entries.
+type fakeKernel struct {
+	routes map[netip.Prefix]kernel.NodeRoute
+}
+
+func (k *fakeKernel) NodeRoutes() ([]kernel.NodeRoute, error) {
+	var out []kernel.NodeRoute
+	for _, r := range k.routes {
+		out = append(out, r)
+	}
+	return out, nil
+}
+func (k *fakeKernel) ReplaceNodeRoute(r kernel.NodeRoute) error { k.routes[r.Dst] = r; return nil }
+func (k *fakeKernel) DelNodeRoute(r kernel.NodeRoute) error     { delete(k.routes, r.Dst); return nil }
+func (k *fakeKernel) EnsureVXLAN(netip.Addr, net.HardwareAddr, int, netip.Addr) error {
+	return nil
+}
+func (k *fakeKernel) VTEPPeers() ([]kernel.VTEPPeer, error)                          { return nil, nil }
+func (k *fakeKernel) ReplaceVTEPPeer(kernel.VTEPPeer) error                          { return nil }
+func (k *fakeKernel) DelVTEPPeer(kernel.VTEPPeer) error                              { return nil }
+func (k *fakeKernel) OnLinkPrefixes() ([]kernel.OnLinkPrefix, error)                 { return nil, nil }
+func (k *fakeKernel) ProxyEntries() ([]kernel.ProxyEntry, error)                     { return nil, nil }
+func (k *fakeKernel) AddProxyEntry(kernel.ProxyEntry) ([]kernel.SysctlChange, error) { return nil, nil }
+func (k *fakeKernel) DelProxyEntry(kernel.ProxyEntry) error                          { return nil }
+
+var _ Kernel = (*fakeKernel)(nil)
+
+func (k *fakeKernel) dump() []string {
+	var out []string
+	for _, r := range k.routes {
+		if r.Blackhole {
+			out = append(out, "blackhole "+r.Dst.String())
+		} else {
+			out = append(out, r.Dst.String()+" via "+r.Via.String())
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// fakeView is a ClusterView whose answer the test sets.
+type fakeView struct {
+	nodes  []cluster.Node
+	blocks []ipam.Block
+	err    error
+}
+
+func (v *fakeView) View() (cluster.Node, []cluster.Node, []ipam.Block, error) {
+	if v.err != nil {
+		return cluster.Node{}, nil, nil, v.err
+	}
+	// Fresh slices every time, as an informer-backed view returns.
+	return v.nodes[0], slices.Clone(v.nodes), slices.Clone(v.blocks), nil
+}
+
+var _ ClusterView = (*fakeView)(nil)
+
+type fakeNoNAT struct{ have []netip.Prefix }
+
+func (f *fakeNoNAT) EnsureNoNAT(_ context.Context, ps []netip.Prefix) (int, error) {
+	n := 0
+	for _, p := range ps {
+		if !slices.Contains(f.have, p) {
+			f.have = append(f.have, p)
+			n++
+		}
+	}
+	return n, nil
+}
+
+func p(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func ip(s string) netip.Addr  { return netip.MustParseAddr(s) }
+
+// TestViewSource: with the desired state from a ClusterView (as from the
+// Kubernetes API), the agent routes every other node's ranges, keeps
+// every range out of masquerading, reads its pods from its own store, and
+// runs the synced hook only after a full reconcile. A node gone from the
+// view loses its routes; a view that cannot answer changes nothing.
+func TestViewSource(t *testing.T) {
+	n1 := cluster.Node{Name: "node1", Addrs: []netip.Addr{ip("fd00:ff::1"), ip("10.255.0.1")}}
+	n2 := cluster.Node{Name: "node2", Addrs: []netip.Addr{ip("fd00:ff::2"), ip("10.255.0.2")}}
+	blk := func(cidr, node string) ipam.Block { return ipam.Block{CIDR: p(cidr), Pool: p(cidr), Node: node} }
+	view := &fakeView{nodes: []cluster.Node{n1, n2}, blocks: []ipam.Block{
+		blk("fd00:10:244:1::/64", "node1"), blk("10.244.1.0/24", "node1"),
+		blk("fd00:10:244:2::/64", "node2"), blk("10.244.2.0/24", "node2")}}
+	// The plugin's record of a pod on this node, and one of another node
+	// (a store shared by mistake): only the own is proxied.
+	ms := memstore.New()
+	err := ms.Update(context.Background(), func(tx store.Tx) error {
+		if _, err := ipam.Allocate(tx, ipam.Request{Handle: ipam.Handle{Network: "duet", ContainerID: "c1", IfName: "eth0"}, Node: "node1",
+			Families: []ipam.Family{ipam.IPv6}, Pools: []ipam.Pool{{CIDR: p("fd00:10:244:1::/64"), BlockSize: 64, Assign: ipam.Sequential}}}); err != nil {
+			return err
+		}
+		_, err := ipam.Allocate(tx, ipam.Request{Handle: ipam.Handle{Network: "duet", ContainerID: "c2", IfName: "eth0"}, Node: "node2",
+			Families: []ipam.Family{ipam.IPv6}, Pools: []ipam.Pool{{CIDR: p("fd00:10:244:2::/64"), BlockSize: 64, Assign: ipam.Sequential}}})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	k := &fakeKernel{routes: map[netip.Prefix]kernel.NodeRoute{}}
+	nonat := &fakeNoNAT{}
+	var hooked []Desired
+	a := NewWithSource(Config{Node: "node1", Routing: routing.Direct},
+		NewViewSource(view, routing.Direct, func() (store.Store, error) { return nopCloser{ms}, nil }),
+		func() (Kernel, func(), error) { return k, func() {}, nil }, nil, slog.New(slog.DiscardHandler)).
+		WithNoNAT(nonat).
+		WithSynced(func(_ context.Context, d Desired) error { hooked = append(hooked, d); return nil })
+	ctx := context.Background()
+
+	// The view cannot answer yet: nothing programmed, no hook.
+	view.err = errors.New("waiting for the Kubernetes API")
+	if err := a.Sync(ctx); err == nil || a.Status().LastError != view.err.Error() {
+		t.Fatalf("sync with no view: %v, status %q", err, a.Status().LastError)
+	}
+	if len(k.routes) != 0 || len(hooked) != 0 || len(nonat.have) != 0 {
+		t.Fatalf("something was made without a view: %v %v %v", k.routes, hooked, nonat.have)
+	}
+
+	view.err = nil
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"10.244.2.0/24 via 10.255.0.2", "blackhole 10.244.1.0/24", "blackhole fd00:10:244:1::/64", "fd00:10:244:2::/64 via fd00:ff::2"}
+	if got := k.dump(); !slices.Equal(got, want) {
+		t.Errorf("routes %v, want %v", got, want)
+	}
+	if len(nonat.have) != 4 {
+		t.Errorf("no-NAT prefixes %v, want every node's ranges", nonat.have)
+	}
+	if len(hooked) != 1 || len(hooked[0].Local) != 1 || !strings.HasPrefix(hooked[0].Local[0].String(), "fd00:10:244:1::") || hooked[0].Self.Routing != routing.Direct {
+		t.Errorf("hook saw %+v", hooked)
+	}
+	if st := a.Status(); st.Node.Name != "node1" || len(st.Nodes) != 2 || st.LastError != "" {
+		t.Errorf("status %+v", st)
+	}
+
+	// node2 deleted from the API: its routes go, this node's stay.
+	view.nodes, view.blocks = view.nodes[:1], view.blocks[:2]
+	if err := a.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := k.dump(); !slices.Equal(got, want[1:3]) {
+		t.Errorf("after node2's deletion: %v, want %v", got, want[1:3])
+	}
+	if a.Status().Changed != 2 {
+		t.Errorf("changed %d, want the 2 routes deleted", a.Status().Changed)
+	}
+
+	// A failing hook fails the sync, and says so in the status.
+	a.WithSynced(func(context.Context, Desired) error { return errors.New("--cni-conf-dir /x: read-only file system") })
+	if err := a.Sync(ctx); err == nil || !strings.Contains(a.Status().LastError, "--cni-conf-dir") {
+		t.Errorf("failing hook: %v %q", err, a.Status().LastError)
+	}
+}
+
+// nopCloser keeps the memstore across the agent's per-sync Close.
+type nopCloser struct{ store.Store }
+
+func (nopCloser) Close() error { return nil }
