@@ -9,23 +9,16 @@ import (
 	"sigs.k8s.io/knftables"
 )
 
-// NoNATPoolsScript returns the nft script that adds each prefix of want
-// that the pools6 and pools4 sets of table inet duet lack ("never
-// masquerade towards these"), or "" when none is missing. duetd runs it in
-// Kubernetes mode with every node's pod ranges, so pod-to-pod traffic
-// across nodes keeps the pod's source: the plugin adds only its own pools.
-//
-// It adds the table and those two sets (as ensureTable declares them) and
-// nothing else, so a table it creates before the first pod has no marker:
-// the plugin's first ADD then writes the whole table, as it would have,
-// and keeps these elements (it never flushes a set). It only adds: a
-// prefix inside an element is already covered, and one that overlaps an
-// element otherwise is returned in skipped (nft refuses overlapping
-// intervals) rather than replacing what the plugin wrote. l reads inet
-// duet; a missing table or set reads as empty.
-//
-// Equivalent to: nft add element inet duet pools6 { fd00:10:244:2::/64 }
-func NoNATPoolsScript(ctx context.Context, l Lister, want []netip.Prefix) (script string, skipped []string, err error) {
+// NoNATPools returns the prefixes of want that the pools6 and pools4 sets
+// of table inet duet ("never masquerade towards these") lack, read
+// through l; a missing table or set reads as empty. duetd keeps every
+// node's pod ranges there in Kubernetes mode, so pod-to-pod traffic
+// across nodes keeps the pod's source: the plugin adds only its own
+// pools. It only adds: a prefix inside an element is covered already, and
+// one that overlaps an element otherwise is returned in skipped (nft
+// refuses overlapping intervals) rather than replacing what the plugin
+// wrote.
+func NoNATPools(ctx context.Context, l Lister, want []netip.Prefix) (add []netip.Prefix, skipped []string, err error) {
 	var have []netip.Prefix
 	for _, set := range []string{setPools6, setPools4} {
 		els, err := l.ListElements(ctx, "set", set)
@@ -33,20 +26,29 @@ func NoNATPoolsScript(ctx context.Context, l Lister, want []netip.Prefix) (scrip
 			continue
 		}
 		if err != nil {
-			return "", nil, fmt.Errorf("reading set inet %s %s: %w", Table, set, err)
+			return nil, nil, fmt.Errorf("reading set inet %s %s: %w", Table, set, err)
 		}
 		for _, e := range els {
 			p, err := parseElement(strings.Join(e.Key, " . "))
 			if err != nil {
-				return "", nil, fmt.Errorf("set inet %s %s: %w", Table, set, err)
+				return nil, nil, fmt.Errorf("set inet %s %s: %w", Table, set, err)
 			}
 			have = append(have, p)
 		}
 	}
-	add, skipped := missingPools(have, want)
-	if len(add) == 0 {
-		return "", skipped, nil
-	}
+	add, skipped = missingPools(have, want)
+	return add, skipped, nil
+}
+
+// NoNATPoolsScript is the nft script that adds prefixes (NoNATPools'
+// answer) to pools6 and pools4. It declares the table and those two sets
+// (as ensureTable does) and nothing else, so a table it creates before
+// the first pod has no marker: the plugin's first ADD then writes the
+// whole table, as it would have, and keeps these elements (it never
+// flushes a set).
+//
+// Equivalent to: nft add element inet duet pools6 { fd00:10:244:2::/64 }
+func NoNATPoolsScript(prefixes []netip.Prefix) string {
 	tx := newTx()
 	tx.Add(&knftables.Table{Family: knftables.InetFamily, Name: Table})
 	for _, s := range sets(knftables.InetFamily) {
@@ -54,10 +56,10 @@ func NoNATPoolsScript(ctx context.Context, l Lister, want []netip.Prefix) (scrip
 			tx.Add(s)
 		}
 	}
-	for _, e := range poolElements(noNAT(add)) {
+	for _, e := range poolElements(noNAT(prefixes)) {
 		tx.Add(e)
 	}
-	return tx.String(), skipped, nil
+	return tx.String()
 }
 
 // missingPools are the prefixes of want that no element of have covers,

@@ -51,11 +51,11 @@ func TestNoNATPoolsWithPlugin(t *testing.T) {
 	l := nsLister{path}
 	own := []Pool{{CIDR: netip.MustParsePrefix("fd00:10:244:1::/64"), NAT: true}, {CIDR: netip.MustParsePrefix("10.244.1.0/24"), NAT: true}}
 	ranges := prefixes("fd00:10:244:1::/64", "10.244.1.0/24", "fd00:10:244:2::/64", "10.244.2.0/24")
-	script, _, err := NoNATPoolsScript(ctx, l, ranges)
-	if err != nil || script == "" {
-		t.Fatalf("%q %v", script, err)
+	add, _, err := NoNATPools(ctx, l, ranges)
+	if err != nil || len(add) != 4 {
+		t.Fatalf("%v %v", add, err)
 	}
-	nft(t, name, script)
+	nft(t, name, NoNATPoolsScript(add))
 	pod := Pod{HostIf: "dt1", MAC: net.HardwareAddr{2, 1, 2, 3, 4, 1}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:10:244:1::5"), netip.MustParseAddr("10.244.1.5")}}
 	fast, _ := AddPodElementsScript(pod, own)
 	if err := nftErr(name, fast); err == nil {
@@ -64,16 +64,16 @@ func TestNoNATPoolsWithPlugin(t *testing.T) {
 	full, _ := AddPodScript(pod, own)
 	nft(t, name, full)
 	more := append(ranges, prefixes("fd00:10:244:3::/64", "10.244.3.0/24")...)
-	script, _, err = NoNATPoolsScript(ctx, l, more)
-	if err != nil || strings.Count(script, "add element") != 2 {
-		t.Fatalf("a third node: %q %v", script, err)
+	add, _, err = NoNATPools(ctx, l, more)
+	if err != nil || len(add) != 2 {
+		t.Fatalf("a third node: %v %v", add, err)
 	}
-	nft(t, name, script)
+	nft(t, name, NoNATPoolsScript(add))
 	other := Pod{HostIf: "dt2", MAC: net.HardwareAddr{2, 1, 2, 3, 4, 2}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:10:244:1::6")}}
 	fast, _ = AddPodElementsScript(other, own)
 	nft(t, name, fast)
-	if script, _, err := NoNATPoolsScript(ctx, l, more); err != nil || script != "" {
-		t.Fatalf("again: %q %v", script, err)
+	if add, _, err := NoNATPools(ctx, l, more); err != nil || len(add) != 0 {
+		t.Fatalf("again: %v %v", add, err)
 	}
 	out := listSets(t, name)
 	for _, want := range []string{"fd00:10:244:1::/64", "fd00:10:244:2::/64", "fd00:10:244:3::/64", "10.244.3.0/24", `"dt2"`} {

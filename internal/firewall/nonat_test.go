@@ -50,10 +50,11 @@ func TestNoNATPoolsScript(t *testing.T) {
 	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, pod1, own) })
 	before := fake.Dump()
 	want := prefixes("fd00:10:244:1::/64", "fd00:10:244:2::/64", "10.244.1.0/24", "10.244.2.0/24")
-	script, skipped, err := NoNATPoolsScript(ctx, fake, want)
+	add, skipped, err := NoNATPools(ctx, fake, want)
 	if err != nil || len(skipped) > 0 {
 		t.Fatal(err, skipped)
 	}
+	script := NoNATPoolsScript(add)
 	var elements []string
 	for _, line := range strings.Split(strings.TrimSpace(script), "\n") {
 		switch {
@@ -81,8 +82,8 @@ func TestNoNATPoolsScript(t *testing.T) {
 	if !strings.Contains(after, "rules_"+rulesVersion) || strings.Count(after, "add rule") != strings.Count(before, "add rule") {
 		t.Errorf("table changed beyond the pools sets:\n%s", after)
 	}
-	if again, _, err := NoNATPoolsScript(ctx, fake, want); err != nil || again != "" {
-		t.Errorf("second pass: %q %v, want nothing to do", again, err)
+	if again, _, err := NoNATPools(ctx, fake, want); err != nil || len(again) != 0 {
+		t.Errorf("second pass: %v %v, want nothing to do", again, err)
 	}
 }
 
@@ -90,10 +91,11 @@ func TestNoNATPoolsScript(t *testing.T) {
 // script makes it with the two sets only (no marker, so the plugin's
 // first ADD writes the whole table).
 func TestNoNATPoolsNoTable(t *testing.T) {
-	script, _, err := NoNATPoolsScript(context.Background(), knftables.NewFake(knftables.InetFamily, Table), prefixes("fd00:10:244:2::/64"))
-	if err != nil {
-		t.Fatal(err)
+	add, _, err := NoNATPools(context.Background(), knftables.NewFake(knftables.InetFamily, Table), prefixes("fd00:10:244:2::/64"))
+	if err != nil || len(add) != 1 {
+		t.Fatal(add, err)
 	}
+	script := NoNATPoolsScript(add)
 	for _, want := range []string{"add table inet duet", "add set inet duet pools6", "add set inet duet pools4", "add element inet duet pools6 { fd00:10:244:2::/64 }"} {
 		if !strings.Contains(script, want) {
 			t.Errorf("script lacks %q:\n%s", want, script)
@@ -112,7 +114,7 @@ func (failingLister) ListElements(context.Context, string, string) ([]*knftables
 }
 
 func TestNoNATPoolsListError(t *testing.T) {
-	if _, _, err := NoNATPoolsScript(context.Background(), failingLister{}, prefixes("fd00::/64")); err == nil || !strings.Contains(err.Error(), "pools6") {
+	if _, _, err := NoNATPools(context.Background(), failingLister{}, prefixes("fd00::/64")); err == nil || !strings.Contains(err.Error(), "pools6") {
 		t.Errorf("got %v", err)
 	}
 }
