@@ -108,7 +108,7 @@ func (l *addrList) Set(s string) error {
 func main() {
 	host, _ := os.Hostname()
 	var (
-		node     = flag.String("node-name", host, "this node's name (unique in the cluster)")
+		node     = flag.String("node-name", host, "this node's name (unique in the cluster); with --kubernetes the default is env NODE_NAME, then the host name")
 		dbPath   = flag.String("datastore-path", config.DefaultBoltPath, "bolt datastore file (one host)")
 		routingM = flag.String("routing", routing.Direct, "how to reach other nodes: direct (on-link peers), vxlan (both families over one tunnel) or bgp (advertise blocks to --bgp-peer routers, install what they advertise)")
 		interval = flag.Duration("interval", time.Second, "how often to reconcile (with etcd, also at once whenever the store changes)")
@@ -131,21 +131,32 @@ func main() {
 	flag.StringVar(&ef.certFile, "etcd-cert-file", "", "PEM `FILE` of this client's certificate, when etcd asks for one (etcd --client-cert-auth); with --etcd-key-file")
 	flag.StringVar(&ef.keyFile, "etcd-key-file", "", "PEM `FILE` of the private key of --etcd-cert-file")
 	flag.StringVar(&ef.logLevel, "etcd-log-level", "error", "the embedded etcd's own log level: debug, info, warn or error")
+	var kf kubeFlags
+	kf.register(flag.CommandLine)
 	flag.Usage = func() {
 		fmt.Fprint(flag.CommandLine.Output(), `Usage: duetd [flags]
 
 duetd is duet's node agent. Its store is a bolt file on one host
 (--datastore-path), or etcd for a cluster (--etcd-endpoints, or an etcd
 inside duetd with --embed-etcd; --etcd-only for a host that only runs it).
+With --kubernetes the Kubernetes API's Node objects are the desired state
+instead, and duetd writes the CNI configuration once the node is ready.
 
 `)
 		flag.PrintDefaults()
 	}
 	flag.Parse()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	boltSet := false
-	flag.Visit(func(f *flag.Flag) { boltSet = boltSet || f.Name == "datastore-path" })
-	ecfg, err := ef.check(boltSet)
+	set := map[string]bool{}
+	flag.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if err := kf.check(set, *dbPath); err != nil {
+		log.Error("bad flags", "err", err)
+		os.Exit(2)
+	}
+	if kf.enabled && !set["node-name"] {
+		*node = kubeNodeName(os.Getenv("NODE_NAME"), host)
+	}
+	ecfg, err := ef.check(set["datastore-path"])
 	if err != nil {
 		log.Error("bad flags", "err", err)
 		os.Exit(2)
@@ -167,18 +178,38 @@ inside duetd with --embed-etcd; --etcd-only for a host that only runs it).
 	if *mesh {
 		meshASN = uint32(*asn)
 	}
-	if err := run(log, *node, *dbPath, *routingM, *interval, *sock, *httpAddr, addrs, bgpCfg, meshASN, &ef); err != nil {
+	o := options{node: *node, dbPath: *dbPath, routing: *routingM, interval: *interval, sock: *sock, httpAddr: *httpAddr,
+		addrs: addrs, bgp: bgpCfg, meshASN: meshASN}
+	if o.routing != routing.Direct && o.routing != routing.VXLAN && o.routing != agent.BGP {
+		log.Error("bad flags", "err", fmt.Errorf("--routing %q: use %q, %q or %q", o.routing, routing.Direct, routing.VXLAN, agent.BGP))
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if kf.enabled {
+		err = runKube(ctx, log, o, &kf)
+	} else {
+		err = run(ctx, log, o, &ef)
+	}
+	if err != nil {
 		log.Error("duetd stopped", "err", err)
+		stop()
 		os.Exit(1)
 	}
 }
 
-func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Duration, sock, httpAddr string, addrs []netip.Addr, bgpCfg *bgp.Config, meshASN uint32, ef *etcdFlags) error {
-	if routingMode != routing.Direct && routingMode != routing.VXLAN && routingMode != agent.BGP {
-		return fmt.Errorf("--routing %q: use %q, %q or %q", routingMode, routing.Direct, routing.VXLAN, agent.BGP)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
-	defer stop()
+// options are the flags both modes share.
+type options struct {
+	node, dbPath, routing string
+	interval              time.Duration
+	sock, httpAddr        string
+	addrs                 []netip.Addr
+	bgp                   *bgp.Config
+	meshASN               uint32
+}
+
+func run(ctx context.Context, log *slog.Logger, o options, ef *etcdFlags) error {
+	node, dbPath, routingMode, interval, addrs := o.node, o.dbPath, o.routing, o.interval, o.addrs
 	ecfg := ef.cfg
 	if ef.embedDir != "" {
 		srv, err := startEmbedded(ctx, ef, log)
@@ -189,7 +220,7 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 		// and the BGP speaker are done with it.
 		defer srv.Close()
 		if ef.only {
-			return runEtcdOnly(ctx, log, srv, httpAddr)
+			return runEtcdOnly(ctx, log, srv, o.httpAddr)
 		}
 		if len(ecfg.Endpoints) == 0 {
 			ecfg.Endpoints = srv.Endpoints()
@@ -221,58 +252,94 @@ func run(log *slog.Logger, node, dbPath, routingMode string, interval time.Durat
 		changed = etcdwatch.WatchRelevant(ctx, ecfg.Endpoints, ecfg.TLS, watchPrefix,
 			func(e etcdwatch.Event) bool { return agent.Relevant(e.Key, e.Prev, e.Value) }, log)
 	}
-	instance := instanceID()
 	m := newMetrics()
-	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: instance, UplinkMTU: mtu, MeshASN: meshASN},
-		openStore,
-		func() (agent.Kernel, func(), error) {
-			ns, err := kernel.HostNS()
-			if err != nil {
-				return nil, nil, err
-			}
-			return ns, func() { ns.Close() }, nil
-		}, m, log)
+	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: instanceID(), UplinkMTU: mtu, MeshASN: o.meshASN},
+		openStore, hostKernel, m, log)
 	if changed != nil {
 		a.WithTrigger(changed)
 	}
-	if bgpCfg != nil {
-		if !bgpCfg.RouterID.IsValid() {
-			bgpCfg.RouterID = routerID(node, addrs)
-		}
-		if err := bgpCfg.Validate(); err != nil {
-			return fmt.Errorf("bgp: %w", err)
-		}
-		sp := bgp.New(*bgpCfg, log)
-		if err := sp.Start(ctx); err != nil {
-			return fmt.Errorf("bgp: %w", err)
-		}
-		// Stop closes sessions the way a restart does (graceful restart):
-		// peers keep this node's routes until it is back.
-		defer sp.Stop()
-		a.WithSpeaker(sp)
-	}
-	if err := serveSocket(ctx, sock, a); err != nil {
+	stopBGP, err := startBGP(ctx, log, o, addrs, a)
+	if err != nil {
 		return err
 	}
-	if httpAddr != "" {
-		mux := http.NewServeMux()
-		mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-		mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-			st := a.Status()
-			if st.LastError != "" || time.Since(st.LastSync) > 5*interval+5*time.Second {
-				http.Error(w, "unhealthy: "+st.LastError, http.StatusServiceUnavailable)
-				return
-			}
-			fmt.Fprintln(w, "ok")
-		})
-		defer serveHTTP(httpAddr, mux, log)()
+	defer stopBGP()
+	stopServing, err := serve(ctx, log, o, a, m, func() (int, string) { return health(a.Status(), interval, "") })
+	if err != nil {
+		return err
 	}
+	defer stopServing()
 	datastore := "bolt " + dbPath
 	if len(ecfg.Endpoints) > 0 {
 		datastore = "etcd " + strings.Join(ecfg.Endpoints, ",")
 	}
 	log.Info("duetd started", "node", node, "addresses", addrs, "routing", routingMode, "datastore", datastore)
 	return a.Run(ctx)
+}
+
+func hostKernel() (agent.Kernel, func(), error) {
+	ns, err := kernel.HostNS()
+	if err != nil {
+		return nil, nil, err
+	}
+	return ns, func() { ns.Close() }, nil
+}
+
+// startBGP starts the speaker for bgp routing (a no-op otherwise); the
+// returned func stops it the way a restart does (graceful restart): peers
+// keep this node's routes until it is back.
+func startBGP(ctx context.Context, log *slog.Logger, o options, addrs []netip.Addr, a *agent.Agent) (func(), error) {
+	if o.bgp == nil {
+		return func() {}, nil
+	}
+	cfg := *o.bgp
+	if !cfg.RouterID.IsValid() {
+		cfg.RouterID = routerID(o.node, addrs)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("bgp: %w", err)
+	}
+	sp := bgp.New(cfg, log)
+	if err := sp.Start(ctx); err != nil {
+		return nil, fmt.Errorf("bgp: %w", err)
+	}
+	a.WithSpeaker(sp)
+	return sp.Stop, nil
+}
+
+// serve answers duetctl on the socket and, unless --http is empty,
+// /healthz (from healthz) and /metrics; the returned func stops HTTP.
+func serve(ctx context.Context, log *slog.Logger, o options, a *agent.Agent, m *metrics, healthz func() (int, string)) (func(), error) {
+	if err := serveSocket(ctx, o.sock, a); err != nil {
+		return nil, err
+	}
+	if o.httpAddr == "" {
+		return func() {}, nil
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		code, msg := healthz()
+		if code != http.StatusOK {
+			http.Error(w, msg, code)
+			return
+		}
+		fmt.Fprintln(w, msg)
+	})
+	return serveHTTP(o.httpAddr, mux, log), nil
+}
+
+// health is /healthz: healthy while syncs succeed and keep coming.
+// notReady, when set, is why a Kubernetes node is not ready yet: 503 with
+// that reason (the DaemonSet's probes read it) until the CNI
+// configuration is written.
+func health(st agent.Status, interval time.Duration, notReady string) (int, string) {
+	if notReady != "" {
+		return http.StatusServiceUnavailable, "not ready: " + notReady
+	}
+	if st.LastError != "" || time.Since(st.LastSync) > 5*interval+5*time.Second {
+		return http.StatusServiceUnavailable, "unhealthy: " + st.LastError
+	}
+	return http.StatusOK, "ok"
 }
 
 // instanceID identifies this host and network namespace, stably across
