@@ -1,13 +1,21 @@
 # duet: IPv6-first, dual-stack container networking.
 export PATH := /usr/local/go/bin:$(PATH)
-BINS := duet duet-ipam duetctl duetd
+BINS := duet duet-ipam duetctl duetd duet-pause
+# Upstream CNI plugins duet's image carries (hostPort, the pod's lo); go.mod
+# pins them as tools.
+CNI_PLUGINS := github.com/containernetworking/plugins/plugins/meta/portmap github.com/containernetworking/plugins/plugins/main/loopback
 GO ?= go
 
-.PHONY: build test test-unit test-privileged bench fuzz clean deps demo
+.PHONY: build test test-unit test-privileged bench fuzz clean deps demo image
 
 build:
 	@mkdir -p bin
-	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ $(addprefix ./cmd/,$(BINS))
+	CGO_ENABLED=0 $(GO) build -trimpath -o bin/ $(addprefix ./cmd/,$(BINS)) $(CNI_PLUGINS)
+
+# duet's image, without Docker: docker load -i bin/duet-image.tar, or
+# ctr -n k8s.io images import bin/duet-image.tar.
+image: build
+	./bin/duetctl image build --out bin/duet-image.tar --bin-dir bin
 
 deps:
 	bash hack/deps.sh

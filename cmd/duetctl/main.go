@@ -18,6 +18,7 @@ func main() {
 	}
 	root.AddCommand(ipamCmd(), demoCmd(), nodeCmd(), labCmd(), connectivityCmd(), doctorCmd())
 	root.AddCommand(installCNICmd())
+	root.AddCommand(imageCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "duetctl:", err)
 		os.Exit(1)
