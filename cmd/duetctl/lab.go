@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/duetnet/duet/internal/connectivity"
+	"github.com/duetnet/duet/internal/kubelab"
 	"github.com/duetnet/duet/internal/lab"
 )
 
@@ -23,9 +24,11 @@ func labCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "lab", Short: "A whole duet cluster in network namespaces on this machine"}
 	cmd.PersistentFlags().StringVar(&datadir, "datadir", lab.DefaultDatadir, "where the lab keeps its state, datastore and logs")
 	o := lab.Options{}
+	var kube bool
+	var proxyMode, kubeBin, kubeSrc string
 	up := &cobra.Command{
 		Use:   "up",
-		Short: "Build the lab: a switch, nodes running duetd, an outside namespace, and pods made by the duet plugin",
+		Short: "Build the lab: a switch, nodes running duetd, an outside namespace, and pods made by the duet plugin (--kubernetes: a real cluster with duet as its CNI)",
 		RunE: func(*cobra.Command, []string) error {
 			self, err := os.Executable()
 			if err != nil {
@@ -33,7 +36,15 @@ func labCmd() *cobra.Command {
 			}
 			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			_, err = lab.Up(ctx, o, filepath.Dir(self), datadir, os.Stdout)
+			if kube {
+				if kubeSrc == "" {
+					kubeSrc = filepath.Join(filepath.Dir(self), "..", "hack", "kube")
+				}
+				ko := kubelab.Options{Nodes: o.Nodes, Family: o.Family, Routing: o.Routing, ProxyMode: proxyMode}
+				_, err = kubelab.Up(ctx, ko, kubelab.Sources{DuetBin: filepath.Dir(self), KubeSrc: kubeSrc, KubeBin: kubeBin}, datadir, os.Stdout)
+			} else {
+				_, err = lab.Up(ctx, o, filepath.Dir(self), datadir, os.Stdout)
+			}
 			if err != nil {
 				return fmt.Errorf("%w\n(what was made is recorded; `duetctl lab down` removes it)", err)
 			}
@@ -45,6 +56,10 @@ func labCmd() *cobra.Command {
 	up.Flags().StringVar(&o.Family, "family", "dual", "pod address families: dual, ipv6 or ipv4")
 	up.Flags().StringVar(&o.Routing, "routing", "direct", "how nodes reach each other's pods: direct or vxlan")
 	up.Flags().StringVar(&o.Topology, "topology", "switched", "switched, or ndp-proxy (pods in the nodes' uplink prefix, answered by NDP proxy)")
+	up.Flags().BoolVar(&kube, "kubernetes", false, "a real Kubernetes cluster (upstream binaries built from Go modules and cached) with duet installed from deploy/duet.yaml")
+	up.Flags().StringVar(&proxyMode, "proxy-mode", "nftables", "kube-proxy's mode with --kubernetes: nftables or iptables")
+	up.Flags().StringVar(&kubeBin, "kube-bin", "", "prebuilt upstream binaries (kube-apiserver, kubelet, ..., agnhost, coredns) instead of building them")
+	up.Flags().StringVar(&kubeSrc, "kube-src", "", "the upstream build module (default: hack/kube beside duetctl's bin/)")
 	var asJSON bool
 	status := &cobra.Command{
 		Use:   "status",
@@ -68,6 +83,10 @@ func labCmd() *cobra.Command {
 			if s.Neighbour != nil {
 				fmt.Fprintf(w, "neighbour\t%s\t%v\n", s.Neighbour.NetNS, s.Neighbour.Addrs)
 			}
+			if k := s.Kubernetes; k != nil {
+				fmt.Fprintf(w, "kubernetes\t%s\tkube-proxy %s\tkubectl --kubeconfig %s (%s)\n", k.Version, k.ProxyMode, k.Kubeconfig, k.Kubectl)
+				fmt.Fprintf(w, "control plane\t%s\t%v\n", k.ControlPlane.NetNS, k.ControlPlane.Addrs)
+			}
 			for _, n := range s.Nodes {
 				fmt.Fprintf(w, "node %s\t%s\t%v\n", n.Name, n.NetNS, n.Addrs)
 			}
@@ -81,9 +100,37 @@ func labCmd() *cobra.Command {
 	down := &cobra.Command{
 		Use:   "down",
 		Short: "Remove every namespace, process and file the lab made",
-		RunE:  func(*cobra.Command, []string) error { return lab.Down(datadir, os.Stdout) },
+		RunE: func(*cobra.Command, []string) error {
+			if s, ok, err := lab.Load(datadir); err == nil && ok && s.Kubernetes != nil {
+				if err := kubelab.Down(s, os.Stdout); err != nil {
+					fmt.Fprintln(os.Stderr, "warning:", err)
+				}
+			}
+			return lab.Down(datadir, os.Stdout)
+		},
 	}
-	cmd.AddCommand(up, status, down)
+	var eo kubelab.E2EOptions
+	e2e := &cobra.Command{
+		Use:   "e2e",
+		Short: "Run upstream e2e.test (the kube lab's pinned version) against the kube lab; prints passed/failed/skipped",
+		RunE: func(*cobra.Command, []string) error {
+			s, ok, err := lab.Load(datadir)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return fmt.Errorf("no lab is up: run `duetctl lab up --kubernetes`")
+			}
+			_, err = kubelab.E2E(s, eo, os.Stdout)
+			return err
+		},
+	}
+	e2e.Flags().StringVar(&eo.Focus, "focus", `\[Feature:IPv6DualStack\]`, "ginkgo focus (a regular expression over spec names)")
+	e2e.Flags().StringVar(&eo.Skip, "skip", kubelab.DefaultSkip, "ginkgo skip")
+	e2e.Flags().IntVar(&eo.Procs, "procs", 1, "parallel spec processes (through the ginkgo CLI)")
+	e2e.Flags().DurationVar(&eo.Timeout, "timeout", 0, "the whole suite's time limit (default 40m)")
+	e2e.Flags().StringVar(&eo.Out, "out", "", "directory for the log and JUnit report (default: under the lab's datadir)")
+	cmd.AddCommand(up, status, down, e2e)
 	return cmd
 }
 
@@ -101,7 +148,14 @@ func connectivityCmd() *cobra.Command {
 			if !ok || !s.Ready {
 				return fmt.Errorf("no lab is up: run `duetctl lab up`")
 			}
-			results := connectivity.Run(s)
+			var results []connectivity.Result
+			if s.Kubernetes != nil {
+				if results, err = kubelab.Connectivity(context.Background(), s, os.Stdout); err != nil {
+					return err
+				}
+			} else {
+				results = connectivity.Run(s)
+			}
 			failed := 0
 			for _, r := range results {
 				if !r.OK {

@@ -103,6 +103,29 @@ type State struct {
 	Datadir   string     `json:"datadir"`
 	Ready     bool       `json:"ready"`
 	Extra     []Endpoint `json:"-"`
+	// Kubernetes is set for a lab made by `lab up --kubernetes`: a real
+	// cluster whose CNI is duet (package kubelab fills it in).
+	Kubernetes *Kubernetes `json:"kubernetes,omitempty"`
+}
+
+// Kubernetes is what `lab status --json` says of a kube lab.
+type Kubernetes struct {
+	Version string `json:"version"`
+	// Kubeconfig works from the host's own network namespace, as kind's
+	// does: kubectl --kubeconfig THIS get nodes.
+	Kubeconfig string `json:"kubeconfig"`
+	// Kubectl is the path of the kubectl binary of Version.
+	Kubectl   string `json:"kubectl"`
+	ProxyMode string `json:"proxyMode"`
+	// ControlPlane is the namespace of etcd, the API server, the
+	// controller-manager and the scheduler (and where e2e.test runs).
+	ControlPlane Endpoint `json:"controlPlane"`
+	// Procs are the lab's processes by name (kube-apiserver,
+	// kubelet-node1, ...), for status and for down.
+	Procs map[string]int `json:"procs"`
+	// BinDir holds the upstream binaries; Root the per-node state.
+	BinDir string `json:"binDir"`
+	Root   string `json:"root"`
 }
 
 // EtcdEndpoints are the client URLs of the lab's etcd, IPv6 first; every

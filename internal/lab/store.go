@@ -80,3 +80,9 @@ func netnsDial(path string) func(ctx context.Context, network, addr string) (net
 		return c, err
 	}
 }
+
+// NetnsDial makes connections from inside the namespace at path (see
+// netnsDial), for the kube lab's probes.
+func NetnsDial(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return netnsDial(path)
+}

@@ -43,6 +43,9 @@ func Load(datadir string) (State, bool, error) {
 	return s, true, nil
 }
 
+// Save writes the state where Load finds it (write-then-rename).
+func (s State) Save() error { return s.save() }
+
 func (s State) save() error {
 	raw, err := json.MarshalIndent(s, "", "  ")
 	if err != nil {
@@ -158,6 +161,10 @@ func ip(args ...string) error {
 	}
 	return nil
 }
+
+// BuildUnderlay makes the switched underlay of Plan's state: the kube
+// lab builds on it.
+func BuildUnderlay(s State) error { return buildUnderlay(s) }
 
 // buildUnderlay makes the switch, and plugs each node and the outside
 // into it; the nodes' default routes lead to the outside.

@@ -1,0 +1,132 @@
+//go:build kubelab
+
+// Privileged, and slow the first time (it builds upstream Kubernetes,
+// about 15 minutes cold, then cached): run as root with
+//
+//	make test-kube        # go test -tags kubelab -timeout 80m ./internal/kubelab/
+//
+// Brings the kube lab up (dual-stack, IPv6 first, kube-proxy nftables),
+// checks pods of both families on every node, Services through duet,
+// runs upstream's [Feature:IPv6DualStack] specs with e2e.test, and checks
+// lab down leaves no process, mount, cgroup or namespace behind.
+// DUET_KUBE_FAMILY and DUET_KUBE_PROXY pick another family or proxy mode.
+package kubelab_test
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/duetnet/duet/internal/kernel/kerneltest"
+	"github.com/duetnet/duet/internal/kubelab"
+	"github.com/duetnet/duet/internal/lab"
+)
+
+func repoRoot(t *testing.T) string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func TestKubeLab(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	root := repoRoot(t)
+	bin := filepath.Join(root, "bin")
+	if out, err := exec.Command("make", "-C", root, "build").CombinedOutput(); err != nil {
+		t.Fatalf("make build: %v\n%s", err, out)
+	}
+	datadir := t.TempDir()
+	o := kubelab.Options{Nodes: 2, Family: env("DUET_KUBE_FAMILY", "dual"), Routing: env("DUET_KUBE_ROUTING", "direct"), ProxyMode: env("DUET_KUBE_PROXY", "nftables")}
+	var log bytes.Buffer
+	t.Cleanup(func() {
+		s, ok, _ := lab.Load(datadir)
+		if ok {
+			if err := kubelab.Down(s, &log); err != nil {
+				t.Error(err)
+			}
+		}
+		if err := lab.Down(datadir, &log); err != nil {
+			t.Error(err)
+		}
+		for _, left := range leftovers(datadir) {
+			t.Errorf("left behind: %s", left)
+		}
+		if t.Failed() {
+			t.Log(log.String())
+		}
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Minute)
+	defer cancel()
+	s, err := kubelab.Up(ctx, o, kubelab.Sources{DuetBin: bin, KubeSrc: filepath.Join(root, "hack", "kube")}, datadir, &log)
+	t.Log(log.String())
+	log.Reset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("connectivity", func(t *testing.T) {
+		res, err := kubelab.Connectivity(ctx, s, &log)
+		t.Log(log.String())
+		log.Reset()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range res {
+			if !r.OK {
+				t.Errorf("%s %s %s -> %s: %s", r.Family, r.Path, r.From, r.To, r.Error)
+			}
+		}
+	})
+	t.Run("upstream dual-stack e2e", func(t *testing.T) {
+		focus := `\[Feature:IPv6DualStack\]`
+		if o.Family != "dual" {
+			focus = `\[sig-network\].*\[Conformance\]`
+		}
+		res, err := kubelab.E2E(s, kubelab.E2EOptions{Focus: env("DUET_KUBE_FOCUS", focus), Procs: 4}, &log)
+		t.Log(log.String())
+		log.Reset()
+		if err != nil {
+			t.Fatalf("%v (%d passed, %d failed, %d skipped)", err, res.Passed, res.Failed, res.Skipped)
+		}
+	})
+}
+
+// leftovers lists what the kube lab may leave behind: namespaces,
+// mounts, cgroups, processes and the host link.
+func leftovers(datadir string) []string {
+	var left []string
+	ents, _ := os.ReadDir("/var/run/netns")
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), lab.Prefix) {
+			left = append(left, "netns "+e.Name())
+		}
+	}
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], datadir) {
+			left = append(left, "mount "+f[1])
+		}
+	}
+	cg, _ := filepath.Glob("/sys/fs/cgroup/*/" + lab.Prefix + "*")
+	for _, d := range cg {
+		left = append(left, "cgroup "+d)
+	}
+	if out, _ := exec.Command("pgrep", "-af", datadir).Output(); len(bytes.TrimSpace(out)) > 0 {
+		left = append(left, "processes "+strings.TrimSpace(string(out)))
+	}
+	if exec.Command("ip", "link", "show", lab.Prefix+"api").Run() == nil {
+		left = append(left, "link "+lab.Prefix+"api")
+	}
+	return left
+}
