@@ -68,8 +68,13 @@ type portmapPlugin struct {
 
 type conflist struct {
 	CNIVersion string `json:"cniVersion"`
-	Name       string `json:"name"`
-	Plugins    []any  `json:"plugins"`
+	// CNIVersions (CNI 1.1) lets a runtime whose libcni knows 1.1.0 pick
+	// it (GC, STATUS), while cniVersion stays 1.0.0 for the runtimes
+	// most clusters run: containerd 1.6 and 1.7 (libcni 1.1) refuse a
+	// 1.1.0 result ("unsupported CNI result version").
+	CNIVersions []string `json:"cniVersions"`
+	Name        string   `json:"name"`
+	Plugins     []any    `json:"plugins"`
 }
 
 // Conflist renders the CNI configuration the kubelet's runtime loads: the
@@ -88,7 +93,7 @@ func Conflist(c CNIConf) ([]byte, error) {
 	for _, cidr := range c.PodCIDRs {
 		p.Pools = append(p.Pools, pool{CIDR: cidr.String(), BlockSize: blockSize(cidr)})
 	}
-	out, err := json.Marshal(conflist{CNIVersion: "1.1.0", Name: Network,
+	out, err := json.Marshal(conflist{CNIVersion: "1.0.0", CNIVersions: []string{"1.0.0", "1.1.0"}, Name: Network,
 		Plugins: []any{p, portmapPlugin{Type: "portmap", Capabilities: map[string]bool{"portMappings": true}}}})
 	if err != nil {
 		return nil, err

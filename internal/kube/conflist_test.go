@@ -12,7 +12,7 @@ import (
 	"github.com/duetnet/duet/internal/ipam"
 )
 
-const wantDual = `{"cniVersion":"1.1.0","name":"duet","plugins":[` +
+const wantDual = `{"cniVersion":"1.0.0","cniVersions":["1.0.0","1.1.0"],"name":"duet","plugins":[` +
 	`{"type":"duet","families":"dual","nodeName":"node1","pools":[{"cidr":"fd00:10:244:1::/64","blockSize":64},{"cidr":"10.244.1.0/24","blockSize":24}],"datastore":{"type":"bolt","path":"/var/lib/duet/duet.db"}},` +
 	`{"type":"portmap","capabilities":{"portMappings":true}}]}`
 

@@ -285,7 +285,7 @@ func (c *cluster) installDNS(ctx context.Context) error {
 	if len(ips) > 1 {
 		policy = "RequireDualStack"
 	}
-	m := strings.NewReplacer("CLUSTER_IPS", strings.Join(ips, ", "), "IP_FAMILY_POLICY", policy, "CLUSTER_DOMAIN", ClusterDomain,
+	m := strings.NewReplacer("CLUSTER_IP\n", ips[0]+"\n", "CLUSTER_IPS", strings.Join(ips, ", "), "IP_FAMILY_POLICY", policy, "CLUSTER_DOMAIN", ClusterDomain,
 		"COREDNS_IMAGE", image.CoreDNSRef).Replace(corednsYAML)
 	if err := c.apply([]byte(m)); err != nil {
 		return err
