@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"time"
 
 	"sigs.k8s.io/knftables"
 
@@ -106,11 +107,11 @@ func kubeNodeName(env, host string) string {
 }
 
 func runKube(ctx context.Context, log *slog.Logger, o options, kf *kubeFlags) error {
-	client, server, err := kube.Client(kf.kubeconfig)
+	client, api, err := kube.Client(kf.kubeconfig)
 	if err != nil {
 		return err
 	}
-	nodes, err := kube.NewNodes(client, server, log)
+	nodes, err := kube.NewNodes(client, api, log)
 	if err != nil {
 		return err
 	}
@@ -148,10 +149,10 @@ func runKube(ctx context.Context, log *slog.Logger, o options, kf *kubeFlags) er
 		defer conf.remove()
 	}
 	ictx, cancel := context.WithCancel(ctx)
-	defer nodes.Shutdown() // after cancel: it waits for the informer to stop
+	defer nodes.Shutdown(time.Second) // after cancel: it waits for the informer to stop
 	defer cancel()
 	nodes.Start(ictx)
-	log.Info("duetd started", "mode", "kubernetes", "node", o.node, "server", server, "families", kf.families, "routing", o.routing,
+	log.Info("duetd started", "mode", "kubernetes", "node", o.node, "server", api.Host, "families", kf.families, "routing", o.routing,
 		"datastore", o.dbPath, "cni-conf", filepath.Join(kf.confDir, kf.confName))
 	return a.Run(ctx)
 }

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -24,28 +25,28 @@ type Nodes struct {
 	informer cache.SharedIndexInformer
 	lister   listers.NodeLister
 	changed  chan struct{}
-	server   string
+	api      *API
 	log      *slog.Logger
 
 	mu      sync.Mutex
 	lastErr error // the last list or watch failure, while not synced
 }
 
-// NewNodes takes the client and starts nothing. server names the API
-// server in messages.
+// NewNodes takes the client and starts nothing. api names the API server
+// in messages, and tells why it does not answer.
 //
 // There is no resync (0): a resync replays the cache to the handlers, and
 // the agent polls on its own interval anyway. The transform drops what
 // duetd never reads, before the cache keeps it: managedFields, and the
 // node's list of images (often the biggest part of a Node); duetd never
 // writes a Node back, so nothing is lost.
-func NewNodes(client kubernetes.Interface, server string, log *slog.Logger) (*Nodes, error) {
+func NewNodes(client kubernetes.Interface, api *API, log *slog.Logger) (*Nodes, error) {
 	f := informers.NewSharedInformerFactoryWithOptions(client, 0, informers.WithTransform(slim))
 	n := &Nodes{
 		factory: f,
 		lister:  f.Core().V1().Nodes().Lister(),
 		changed: make(chan struct{}, 1),
-		server:  server,
+		api:     api,
 		log:     log,
 	}
 	n.informer = f.Core().V1().Nodes().Informer()
@@ -116,7 +117,7 @@ func (n *Nodes) watchError(_ *cache.Reflector, err error) {
 	n.lastErr = err
 	n.mu.Unlock()
 	if !same {
-		n.log.Warn("cannot list or watch Nodes in the Kubernetes API; retrying", "server", n.server, "err", err)
+		n.log.Warn("cannot list or watch Nodes in the Kubernetes API; retrying", "server", n.api.Host, "err", err)
 	}
 }
 
@@ -126,8 +127,20 @@ func (n *Nodes) Changed() <-chan struct{} { return n.changed }
 // Start runs the informer until ctx is done; it returns at once.
 func (n *Nodes) Start(ctx context.Context) { n.factory.Start(ctx.Done()) }
 
-// Shutdown waits for the informer's goroutines after ctx is done.
-func (n *Nodes) Shutdown() { n.factory.Shutdown() }
+// Shutdown waits for the informer's goroutines after Start's ctx is done,
+// at most wait: while the API server refuses connections, client-go's
+// watch-list backs off (up to half a minute) without looking at the
+// context, and a duetd told to stop must not outlive the DaemonSet's
+// grace period for it. What is left is stopped by the process exiting.
+func (n *Nodes) Shutdown(wait time.Duration) {
+	done := make(chan struct{})
+	go func() { n.factory.Shutdown(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(wait):
+		n.log.Info("not waiting longer for the Kubernetes informer to stop", "waited", wait)
+	}
+}
 
 // Nodes returns the cached Node objects, shared with the cache (read
 // them, never change them), or why there are none yet.
@@ -136,11 +149,14 @@ func (n *Nodes) Nodes() ([]*corev1.Node, error) {
 		n.mu.Lock()
 		err := n.lastErr
 		n.mu.Unlock()
+		if e := n.api.LastError(); e != nil {
+			err = e // the transport's is the more recent
+		}
 		reason := "no answer yet"
 		if err != nil {
 			reason = err.Error()
 		}
-		return nil, fmt.Errorf("waiting for the Kubernetes API at %s to list Nodes (%s): duetd keeps retrying; check that the API server is up and reachable from this node, and --kubeconfig or the pod's service account (RBAC: get, list, watch nodes)", n.server, reason)
+		return nil, fmt.Errorf("waiting for the Kubernetes API at %s to list Nodes (%s): duetd keeps retrying; check that the API server is up and reachable from this node, and --kubeconfig or the pod's service account (RBAC: get, list, watch nodes)", n.api.Host, reason)
 	}
 	return n.lister.List(labels.Everything())
 }

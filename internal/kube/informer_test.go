@@ -3,6 +3,10 @@ package kube
 import (
 	"context"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -38,7 +42,7 @@ func TestNodesInformer(t *testing.T) {
 	n1.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: "kubelet"}}
 	n1.Status.Images = []corev1.ContainerImage{{Names: []string{"registry.k8s.io/pause:3.10"}}}
 	client := fake.NewClientset(n1)
-	nodes, err := NewNodes(client, "https://[fd00::1]:6443", slog.New(slog.DiscardHandler))
+	nodes, err := NewNodes(client, &API{Host: "https://[fd00::1]:6443"}, slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -47,7 +51,7 @@ func TestNodesInformer(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	nodes.Start(ctx)
-	t.Cleanup(func() { cancel(); nodes.Shutdown() })
+	t.Cleanup(func() { cancel(); nodes.Shutdown(5 * time.Second) })
 	waitSignal(t, nodes.Changed(), "start")
 	view := NewCluster(nodes, "node1", dual, slog.New(slog.DiscardHandler))
 	self, all, blocks, err := view.View()
@@ -104,5 +108,54 @@ func TestSlimTombstone(t *testing.T) {
 	type tomb struct{ Key string }
 	if got, err := slim(tomb{"k"}); err != nil || got.(tomb).Key != "k" {
 		t.Errorf("%v %v", got, err)
+	}
+}
+
+// TestNodesUnreachable: while the API refuses the connection or the
+// request, the reason is in the message (client-go's reflector retries a
+// refused connection without telling its error handler).
+func TestNodesUnreachable(t *testing.T) {
+	forbidden := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, `{"kind":"Status","apiVersion":"v1","status":"Failure","reason":"Forbidden","code":403}`, http.StatusForbidden)
+	}))
+	defer forbidden.Close()
+	closed := httptest.NewServer(http.NotFoundHandler())
+	closed.Close()
+	for _, tc := range []struct {
+		url, want string
+	}{{forbidden.URL, "403"}, {closed.URL, "connection refused"}} {
+		kc := filepath.Join(t.TempDir(), "kubeconfig")
+		if err := os.WriteFile(kc, []byte("apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: \""+tc.url+"\"}}]\nusers: [{name: u, user: {}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		client, api, err := Client(kc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nodes, err := NewNodes(client, api, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		nodes.Start(ctx)
+		var msg string
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			_, err := nodes.Nodes()
+			if msg = err.Error(); strings.Contains(msg, tc.want) {
+				break
+			}
+		}
+		cancel()
+		start := time.Now()
+		nodes.Shutdown(time.Second)
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("%s: Shutdown took %s", tc.url, d)
+		}
+		if !strings.Contains(msg, tc.want) || !strings.Contains(msg, tc.url) || !strings.Contains(msg, "keeps retrying") {
+			t.Errorf("%s: %q, want the server and %q", tc.url, msg, tc.want)
+		}
+	}
+	if _, _, err := Client(filepath.Join(t.TempDir(), "missing")); err == nil || !strings.HasPrefix(err.Error(), "--kubeconfig") {
+		t.Errorf("missing kubeconfig: %v", err)
 	}
 }
