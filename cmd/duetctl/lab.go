@@ -218,7 +218,7 @@ func printTable(results []connectivity.Result) {
 			}
 			if r.SeenFrom != "" {
 				seen = r.SeenFrom
-				if r.SeenFrom != r.Expect {
+				if r.Expect != "" && r.SeenFrom != r.Expect {
 					seen += " (want " + r.Expect + ")"
 				}
 			}

@@ -81,9 +81,16 @@ func probeManifest(s lab.State, o Options) string {
 	var pods []string
 	for _, n := range s.Nodes {
 		for i := 1; i <= 2; i++ {
-			hairpin := ""
+			// Every pod serves the probe Service but the client, the
+			// last node's second pod: through a Service that selects
+			// the client itself, it would sometimes reach itself, and
+			// hairpin traffic is masqueraded (as it must be).
+			hairpin := ", server: \"yes\""
 			if n.Name == s.Nodes[0].Name && i == 1 {
-				hairpin = ", hairpin: \"yes\""
+				hairpin += ", hairpin: \"yes\""
+			}
+			if n.Name == s.Nodes[len(s.Nodes)-1].Name && i == 2 {
+				hairpin = ""
 			}
 			pods = append(pods, fmt.Sprintf(`apiVersion: v1
 kind: Pod
@@ -202,7 +209,7 @@ func kubePaths(s lab.State, o Options, pods []probePod, svcs map[string]service)
 		byNode[p.Node] = append(byNode[p.Node], p)
 	}
 	n1, nLast := s.Nodes[0], s.Nodes[len(s.Nodes)-1]
-	client := byNode[nLast.Name][0] // a pod on the last node
+	client := byNode[nLast.Name][1] // the pod the probe Service does not select
 	hairpin := byNode[n1.Name][0]
 	type check struct {
 		name, from, fromNS, to string
@@ -344,7 +351,7 @@ func dnsChecks(from probePod, o Options) []connectivity.Result {
 				if fam == ipam.IPv4 {
 					network, qtype = "ip4", "A"
 				}
-				res := connectivity.Result{Path: "cluster DNS " + qtype + " via " + dnsIP.String(), Family: fam.String(), Proto: "dns", From: from.Name, To: fqdn}
+				res := connectivity.Result{Path: "cluster DNS " + qtype + " via " + dnsIP.String(), Family: fam.String(), Proto: "udp", From: from.Name, To: fqdn}
 				ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 				start := time.Now()
 				ips, err := r.LookupNetIP(ctx, network, fqdn)

@@ -102,7 +102,7 @@ func sandboxes(sock string) []sandbox {
 	ctr := func(args ...string) (string, error) {
 		return run("", append([]string{"timeout", "10", "ctr", "--address", sock, "-n", "k8s.io"}, args...)...)
 	}
-	ids, err := ctr("containers", "ls", "-q", "labels.io.cri-containerd.kind==sandbox")
+	ids, err := ctr("containers", "ls", "-q", `labels."io.cri-containerd.kind"==sandbox`)
 	if err != nil {
 		return nil
 	}
