@@ -85,6 +85,9 @@ type Agent struct {
 	trigger <-chan struct{}
 	noNAT   NoNATSets
 	synced  func(context.Context, Desired) error
+	// lastFailure and lastLogged are Run's: see logResult.
+	lastFailure string
+	lastLogged  time.Time
 
 	mu     sync.Mutex
 	status Status
@@ -145,13 +148,14 @@ func (a *Agent) Status() Status {
 // Run syncs until ctx is done. The first sync's registration error (for
 // example a duplicate node name) is returned at once.
 func (a *Agent) Run(ctx context.Context) error {
-	if err := a.Sync(ctx); err != nil {
+	err := a.Sync(ctx)
+	if err != nil {
 		var dup *cluster.ErrDuplicateName
 		if errors.As(err, &dup) {
 			return err
 		}
-		a.log.Warn("sync failed", "err", err)
 	}
+	a.logResult(err)
 	t := time.NewTicker(a.cfg.Interval)
 	defer t.Stop()
 	var learned <-chan struct{}
@@ -170,6 +174,27 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 }
 
+// repeatFailure is how often a failure that does not change is logged
+// again: a node waiting for its pod ranges, or for an API server, would
+// otherwise log the same line every Interval.
+const repeatFailure = time.Minute
+
+// logResult logs a failed sync when its message is new or repeatFailure
+// has passed, and the first success after failures.
+func (a *Agent) logResult(err error) {
+	if err == nil {
+		if a.lastFailure != "" {
+			a.log.Info("sync succeeded again", "after", a.lastFailure)
+			a.lastFailure = ""
+		}
+		return
+	}
+	if msg := err.Error(); msg != a.lastFailure || time.Since(a.lastLogged) >= repeatFailure {
+		a.log.Warn("sync failed", "err", err)
+		a.lastFailure, a.lastLogged = msg, time.Now()
+	}
+}
+
 // syncAndFollow syncs, and again at once if the store changed during
 // that sync (the trigger fired). If it changed during the follow-up too,
 // the store is in a storm of writes: the agent keeps syncing, but pauses
@@ -182,9 +207,7 @@ func (a *Agent) syncAndFollow(ctx context.Context) {
 		case <-a.trigger:
 		default:
 		}
-		if err := a.Sync(ctx); err != nil {
-			a.log.Warn("sync failed", "err", err)
-		}
+		a.logResult(a.Sync(ctx))
 		select {
 		case <-a.trigger: // changes during the sync
 		default:
