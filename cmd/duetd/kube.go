@@ -152,6 +152,7 @@ func runKube(ctx context.Context, log *slog.Logger, o options, kf *kubeFlags) er
 	defer nodes.Shutdown(time.Second) // after cancel: it waits for the informer to stop
 	defer cancel()
 	nodes.Start(ictx)
+	nodes.WaitForSync(ctx, 2*time.Second) // if not, the agent says why and keeps trying
 	log.Info("duetd started", "mode", "kubernetes", "node", o.node, "server", api.Host, "families", kf.families, "routing", o.routing,
 		"datastore", o.dbPath, "cni-conf", filepath.Join(kf.confDir, kf.confName))
 	return a.Run(ctx)

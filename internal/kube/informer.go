@@ -127,6 +127,15 @@ func (n *Nodes) Changed() <-chan struct{} { return n.changed }
 // Start runs the informer until ctx is done; it returns at once.
 func (n *Nodes) Start(ctx context.Context) { n.factory.Start(ctx.Done()) }
 
+// WaitForSync waits up to d for the first list, so that the agent's first
+// sync, right after start, does not fail for want of an answer that was
+// milliseconds away. It reports whether the cache is synced.
+func (n *Nodes) WaitForSync(ctx context.Context, d time.Duration) bool {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	return cache.WaitForCacheSync(ctx.Done(), n.informer.HasSynced)
+}
+
 // Shutdown waits for the informer's goroutines after Start's ctx is done,
 // at most wait: while the API server refuses connections, client-go's
 // watch-list backs off (up to half a minute) without looking at the

@@ -52,6 +52,9 @@ func TestNodesInformer(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	nodes.Start(ctx)
 	t.Cleanup(func() { cancel(); nodes.Shutdown(5 * time.Second) })
+	if !nodes.WaitForSync(ctx, 5*time.Second) {
+		t.Fatal("not synced")
+	}
 	waitSignal(t, nodes.Changed(), "start")
 	view := NewCluster(nodes, "node1", dual, slog.New(slog.DiscardHandler))
 	self, all, blocks, err := view.View()
