@@ -6,7 +6,7 @@ BINS := duet duet-ipam duetctl duetd duet-pause
 CNI_PLUGINS := github.com/containernetworking/plugins/plugins/meta/portmap github.com/containernetworking/plugins/plugins/main/loopback
 GO ?= go
 
-.PHONY: build test test-unit test-privileged bench fuzz clean deps demo image
+.PHONY: build test test-unit test-privileged test-kube e2e-kube kube bench fuzz clean deps demo image
 
 build:
 	@mkdir -p bin
@@ -25,6 +25,22 @@ deps:
 test: build
 	$(GO) vet ./...
 	$(GO) test -count=1 -p 1 ./...
+
+# The upstream Kubernetes the kube lab runs, built from Go modules and
+# cached in /var/cache/duet/kube (about 15 minutes cold, seconds warm).
+kube:
+	bash hack/kube/build.sh
+
+# The kube lab for real (root): lab up --kubernetes (dual, kube-proxy
+# nftables), connectivity, upstream [Feature:IPv6DualStack], lab down.
+# DUET_KUBE_FAMILY, DUET_KUBE_PROXY and DUET_KUBE_FOCUS pick others.
+test-kube: build kube
+	$(GO) test -tags kubelab -count=1 -v -timeout 80m -run TestKubeLab ./internal/kubelab/
+
+# Upstream conformance against the kube lab, in dual and ipv6 with
+# kube-proxy nftables, and dual with iptables; prints passed/failed/skipped.
+e2e-kube: build kube
+	bash hack/e2e-kube.sh
 
 test-unit:
 	$(GO) test -count=1 ./internal/ipam/ ./internal/config/ ./internal/store/...

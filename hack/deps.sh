@@ -4,7 +4,15 @@
 set -euo pipefail
 export PATH=/usr/local/go/bin:$PATH
 need=()
-for pkg in iproute2 iputils-ping procps nftables containernetworking-plugins iperf3 make radvd bird2; do
+# The kube lab adds a container runtime (containerd, runc; any containerd
+# already on the host, such as Docker's, serves too), the tools the e2e
+# images carry (busybox, dash, curl, wget, OpenBSD nc, dig), and nsenter,
+# iptables and conntrack for the nodes.
+pkgs="iproute2 iputils-ping procps nftables containernetworking-plugins iperf3 make radvd bird2"
+pkgs+=" util-linux iptables conntrack busybox dash curl wget netcat-openbsd bind9-dnsutils"
+command -v containerd >/dev/null || pkgs+=" containerd"
+command -v runc >/dev/null || pkgs+=" runc"
+for pkg in $pkgs; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
