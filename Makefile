@@ -6,7 +6,7 @@ BINS := duet duet-ipam duetctl duetd duet-pause
 CNI_PLUGINS := github.com/containernetworking/plugins/plugins/meta/portmap github.com/containernetworking/plugins/plugins/main/loopback
 GO ?= go
 
-.PHONY: build test test-unit test-privileged test-kube e2e-kube kube bench fuzz clean deps demo image
+.PHONY: build test test-unit test-privileged test-kube e2e-kube kube bench bench-kube fuzz clean deps demo image
 
 build:
 	@mkdir -p bin
@@ -51,6 +51,13 @@ fuzz:
 
 bench: build
 	$(GO) test -run XXX -bench . -benchtime 1x -count 1 -timeout 30m ./bench/... ./internal/bgp/ ./internal/store/etcd/
+	$(MAKE) bench-kube
+
+# The kube lab's benchmark: pod ready latency under the kubelet, duet
+# against bridge + host-local in the same lab and run; lab up time;
+# duetd's memory.
+bench-kube: build kube
+	$(GO) test -tags kubelab -run XXX -bench . -benchtime 1x -count 1 -timeout 60m ./bench/kube/
 
 demo: build
 	./bin/duetctl demo

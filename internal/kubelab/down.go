@@ -54,16 +54,10 @@ func Down(s lab.State, out io.Writer) error {
 	}
 	for _, n := range s.Nodes {
 		killCgroup(cgroupRoot(n.Name))
-		// Shims outlive their containerd; their pid files say who they are.
-		shims, _ := filepath.Glob(filepath.Join(p.nodeDir(n.Name), "containerd", "state", "io.containerd.runtime.v2.task", "*", "*", "shim.pid"))
-		for _, f := range shims {
-			if raw, err := os.ReadFile(f); err == nil {
-				if pid, err := strconv.Atoi(strings.TrimSpace(string(raw))); err == nil {
-					_ = syscall.Kill(pid, syscall.SIGKILL)
-				}
-			}
-		}
 	}
+	// Shims outlive their containerd, outside the node's cgroup; each
+	// names its containerd's socket, under the lab's directory.
+	killByCmdline("containerd-shim", "-address "+k.Root+"/")
 	for _, name := range []string{"kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"} {
 		if pid, ok := k.Procs[name]; ok {
 			stop(pid, 5*time.Second)
@@ -130,6 +124,28 @@ func sandboxes(sock string) []sandbox {
 		}
 	}
 	return out
+}
+
+// killByCmdline SIGKILLs every process whose command line contains all
+// of the given strings.
+func killByCmdline(parts ...string) {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, f := range procs {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		cmd := strings.ReplaceAll(string(raw), "\x00", " ")
+		all := true
+		for _, p := range parts {
+			all = all && strings.Contains(cmd, p)
+		}
+		if all {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(f))); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+	}
 }
 
 // cgroupDirs lists a cgroup's directories in every hierarchy, deepest

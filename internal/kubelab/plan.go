@@ -29,6 +29,10 @@ type Options struct {
 	Family    string `json:"family"`    // dual (IPv6 first), ipv6, ipv4
 	Routing   string `json:"routing"`   // direct, vxlan, bgp
 	ProxyMode string `json:"proxyMode"` // nftables, iptables
+	// CNI is "duet" (the default), or "bridge": the reference bridge and
+	// host-local plugins with direct routes, the baseline benchmarks
+	// compare duet with in the same lab.
+	CNI string `json:"cni,omitempty"`
 }
 
 // The kube lab's ranges. Pods take the lab's pools, carved per node by
@@ -71,6 +75,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--routing %q: use direct, vxlan or bgp", o.Routing)
 	case o.ProxyMode != "nftables" && o.ProxyMode != "iptables":
 		return fmt.Errorf("--proxy-mode %q: use nftables or iptables", o.ProxyMode)
+	case o.CNI != "" && o.CNI != "duet" && o.CNI != "bridge":
+		return fmt.Errorf("CNI %q: use duet or bridge (the reference plugins, for comparison)", o.CNI)
 	}
 	return nil
 }

@@ -168,10 +168,17 @@ func Up(ctx context.Context, o Options, src Sources, datadir string, out io.Writ
 			return s, err
 		}
 	}
-	if err := c.installDuet(ctx, s); err != nil {
-		return fail(err)
+	if o.CNI == "bridge" {
+		if err := c.installBridge(ctx); err != nil {
+			return fail(err)
+		}
+		step("reference bridge + host-local CNI on every node, direct routes; every node Ready")
+	} else {
+		if err := c.installDuet(ctx, s); err != nil {
+			return fail(err)
+		}
+		step("duet installed from deploy/duet.yaml; every node Ready")
 	}
-	step("duet installed from deploy/duet.yaml; every node Ready")
 	if err := c.installDNS(ctx); err != nil {
 		return fail(err)
 	}
@@ -253,7 +260,13 @@ func (c *cluster) installDuet(ctx context.Context, s lab.State) error {
 	if err := c.apply(m); err != nil {
 		return err
 	}
-	return waitFor(ctx, "every node Ready with duet", 120*time.Second, "kubectl -n kube-system logs ds/duet", func() (bool, string) {
+	return c.waitNodesReady(ctx, "kubectl -n kube-system logs ds/duet")
+}
+
+// waitNodesReady waits until the kubelet of every node says Ready, which
+// it does once the node's CNI config is in place.
+func (c *cluster) waitNodesReady(ctx context.Context, hint string) error {
+	return waitFor(ctx, "every node Ready", 120*time.Second, hint, func() (bool, string) {
 		out, err := c.kubectl("get", "nodes", "-o", `jsonpath={range .items[*]}{.metadata.name}={.status.conditions[?(@.type=="Ready")].status} {end}`)
 		if err != nil {
 			return false, err.Error()
