@@ -1,0 +1,232 @@
+package policy
+
+import (
+	"net/netip"
+	"slices"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	netv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+)
+
+// pod is what policy needs of a Pod that takes part: selected, or a peer.
+type pod struct {
+	ns, name string
+	labels   labels.Set
+	addrs    []netip.Addr // IPv6 first
+	ports    []corev1.ContainerPort
+}
+
+func (p *pod) key() string { return p.ns + "/" + p.name }
+
+// compiler holds the pods and namespaces a Compile call reads.
+type compiler struct {
+	pods     []*pod // eligible, sorted by key
+	byNS     map[string][]*pod
+	nsLabels map[string]labels.Set
+	problems []Problem
+}
+
+// Compile turns policies, pods and namespaces into the rules each pod is
+// subject to. Every pod that takes part is in the result, isolated or not;
+// pods on the host's network, without IPs, or terminated (Succeeded,
+// Failed) are in Result.Skipped and are neither selected nor peers. A
+// part of a policy that cannot be rendered is reported as a Problem (see
+// Problem for what it costs); the rest still applies.
+//
+// A namespace missing from nss is taken to have only the label the API
+// server puts on every namespace, kubernetes.io/metadata.name.
+func Compile(pols []*netv1.NetworkPolicy, pods []*corev1.Pod, nss []*corev1.Namespace) (Result, []Problem) {
+	c := &compiler{byNS: map[string][]*pod{}, nsLabels: map[string]labels.Set{}}
+	var res Result
+	res.Skipped = c.addPods(pods)
+	c.addNamespaces(nss)
+
+	rules := make(map[string]*PodRules, len(c.pods))
+	for _, p := range c.pods {
+		res.Pods = append(res.Pods, PodRules{Namespace: p.ns, Name: p.name, Addrs: p.addrs})
+	}
+	for i := range res.Pods {
+		rules[res.Pods[i].Key()] = &res.Pods[i]
+	}
+
+	pols = slices.Clone(pols)
+	slices.SortFunc(pols, func(a, b *netv1.NetworkPolicy) int {
+		return strings.Compare(a.Namespace+"/"+a.Name, b.Namespace+"/"+b.Name)
+	})
+	for _, pol := range pols {
+		c.apply(pol, rules)
+	}
+	return res, c.problems
+}
+
+// apply adds what pol allows to every pod it selects.
+func (c *compiler) apply(pol *netv1.NetworkPolicy, rules map[string]*PodRules) {
+	name := pol.Namespace + "/" + pol.Name
+	sel, err := metav1.LabelSelectorAsSelector(&pol.Spec.PodSelector)
+	if err != nil {
+		c.problem(name, "spec.podSelector", err.Error())
+		return
+	}
+	in, eg := c.policyTypes(pol)
+	var selected []*pod
+	for _, p := range c.byNS[pol.Namespace] {
+		if sel.Matches(p.labels) {
+			selected = append(selected, p)
+		}
+	}
+	if len(selected) == 0 {
+		return
+	}
+	if in {
+		var crs []*crule
+		for i := range pol.Spec.Ingress {
+			r := &pol.Spec.Ingress[i]
+			crs = append(crs, c.rule(pol, Ref{pol.Namespace, pol.Name, Ingress, i}, r.From, r.Ports))
+		}
+		for _, p := range selected {
+			d := direction(&rules[p.key()].Ingress, name)
+			for _, cr := range crs {
+				if cr != nil {
+					cr.ingress(p, d)
+				}
+			}
+		}
+	}
+	if eg {
+		var all []Rule
+		var notes []string
+		for i := range pol.Spec.Egress {
+			r := &pol.Spec.Egress[i]
+			if cr := c.rule(pol, Ref{pol.Namespace, pol.Name, Egress, i}, r.To, r.Ports); cr != nil {
+				rs, ns := cr.egress(c)
+				all, notes = append(all, rs...), append(notes, ns...)
+			}
+		}
+		for _, p := range selected {
+			d := direction(&rules[p.key()].Egress, name)
+			d.Rules = append(d.Rules, all...)
+			d.Notes = append(d.Notes, notes...)
+		}
+	}
+}
+
+// direction returns *d, made isolated by policy if it was not yet.
+func direction(d **Direction, policy string) *Direction {
+	if *d == nil {
+		*d = &Direction{}
+	}
+	(*d).Policies = append((*d).Policies, policy)
+	return *d
+}
+
+// policyTypes defaults as the API server does: Ingress always, Egress if
+// the policy has egress rules. Rules of a type not listed are ignored.
+func (c *compiler) policyTypes(pol *netv1.NetworkPolicy) (in, eg bool) {
+	if len(pol.Spec.PolicyTypes) == 0 {
+		return true, len(pol.Spec.Egress) > 0
+	}
+	for i, t := range pol.Spec.PolicyTypes {
+		switch t {
+		case netv1.PolicyTypeIngress:
+			in = true
+		case netv1.PolicyTypeEgress:
+			eg = true
+		default:
+			c.problem(pol.Namespace+"/"+pol.Name, fieldIndex("spec.policyTypes", i), "unknown policy type "+string(t))
+		}
+	}
+	return in, eg
+}
+
+func (c *compiler) problem(policy, field, msg string) {
+	c.problems = append(c.problems, Problem{Policy: policy, Field: field, Msg: msg})
+}
+
+// addPods keeps the pods that take part and says why the others do not.
+func (c *compiler) addPods(pods []*corev1.Pod) []Skipped {
+	var skipped []Skipped
+	seen := map[string]bool{}
+	for _, p := range pods {
+		key := p.Namespace + "/" + p.Name
+		reason := ""
+		switch {
+		case seen[key]:
+			reason = "listed twice"
+		case p.Spec.HostNetwork:
+			reason = "on the host's network"
+		case p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed:
+			reason = "terminated (" + string(p.Status.Phase) + ")"
+		}
+		var addrs []netip.Addr
+		if reason == "" {
+			if addrs = podAddrs(p); len(addrs) == 0 {
+				reason = "no IPs yet"
+			}
+		}
+		if reason != "" {
+			skipped = append(skipped, Skipped{Pod: key, Reason: reason})
+			continue
+		}
+		seen[key] = true
+		var ports []corev1.ContainerPort
+		for _, ctr := range p.Spec.Containers {
+			ports = append(ports, ctr.Ports...)
+		}
+		c.pods = append(c.pods, &pod{ns: p.Namespace, name: p.Name, labels: labels.Set(p.Labels), addrs: addrs, ports: ports})
+	}
+	slices.SortFunc(c.pods, func(a, b *pod) int { return strings.Compare(a.key(), b.key()) })
+	for _, p := range c.pods {
+		c.byNS[p.ns] = append(c.byNS[p.ns], p)
+	}
+	slices.SortFunc(skipped, func(a, b Skipped) int { return strings.Compare(a.Pod, b.Pod) })
+	return skipped
+}
+
+// podAddrs reads status.podIPs (status.podIP when it is empty), IPv6
+// first; an address that does not parse is left out.
+func podAddrs(p *corev1.Pod) []netip.Addr {
+	var raw []string
+	for _, ip := range p.Status.PodIPs {
+		raw = append(raw, ip.IP)
+	}
+	if len(raw) == 0 && p.Status.PodIP != "" {
+		raw = []string{p.Status.PodIP}
+	}
+	var out []netip.Addr
+	for _, s := range raw {
+		if a, err := netip.ParseAddr(s); err == nil && !slices.Contains(out, a.Unmap()) {
+			out = append(out, a.Unmap())
+		}
+	}
+	slices.SortStableFunc(out, func(a, b netip.Addr) int {
+		if a.Is6() != b.Is6() {
+			if a.Is6() {
+				return -1
+			}
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// addNamespaces records every namespace's labels; namespaces known only
+// from their pods get the one label the API server always sets.
+func (c *compiler) addNamespaces(nss []*corev1.Namespace) {
+	for _, ns := range nss {
+		l := labels.Set{}
+		for k, v := range ns.Labels {
+			l[k] = v
+		}
+		l[corev1.LabelMetadataName] = ns.Name
+		c.nsLabels[ns.Name] = l
+	}
+	for ns := range c.byNS {
+		if c.nsLabels[ns] == nil {
+			c.nsLabels[ns] = labels.Set{corev1.LabelMetadataName: ns}
+		}
+	}
+}
