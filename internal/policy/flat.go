@@ -31,7 +31,7 @@ func (f Flat) Allows(peer netip.Addr, proto Proto, port uint16) bool {
 		return true
 	}
 	for _, g := range f.ByPort {
-		if g.Ports.contains(proto, port) && in(g.Peers) {
+		if g.Ports.Contains(proto, port) && in(g.Peers) {
 			return true
 		}
 	}
@@ -84,7 +84,7 @@ func (d *Direction) Flatten() Flat {
 			var peers []netip.Prefix
 			for j := range d.Rules {
 				r := &d.Rules[j]
-				if slices.ContainsFunc(r.Ports, func(pr PortRange) bool { return pr.contains(proto, piece.From) }) {
+				if slices.ContainsFunc(r.Ports, func(pr PortRange) bool { return pr.Contains(proto, piece.From) }) {
 					for _, p := range peersOf(r) {
 						if !covered(p) {
 							peers = append(peers, p)

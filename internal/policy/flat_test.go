@@ -79,7 +79,7 @@ func TestFlattenMatchesAllows(t *testing.T) {
 			} else {
 				a = randAddrIn(r, randPrefix(r))
 			}
-			proto := []Proto{TCP, UDP, SCTP, icmpv6}[r.IntN(4)]
+			proto := []Proto{TCP, UDP, SCTP, ICMPv6}[r.IntN(4)]
 			port := uint16(r.IntN(26))
 			want, _ := d.Allows(a, proto, port)
 			if got := f.Allows(a, proto, port); got != want {

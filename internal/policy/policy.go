@@ -1,15 +1,15 @@
-// Package policy compiles Kubernetes NetworkPolicy objects, with the pods
-// and namespaces they select, into rule sets over netip types: for every
-// pod, what it may receive (ingress) and send (egress), as peer prefixes
-// and port ranges. It is pure: no client-go, no kernel; internal/kube feeds
-// it the objects its informers hold and internal/firewall renders its
-// answer into nftables.
+// Package policy is duet's model of NetworkPolicy after compilation: for
+// every pod, what it may receive (ingress) and send (egress), as peer
+// prefixes and port ranges over netip types, with the prefix arithmetic
+// (Subtract, Union) and the flattening into disjoint sets (Flatten) that
+// rendering needs, and the explanation people read (Explain). It imports
+// nothing from Kubernetes, so the CNI plugin, which links
+// internal/firewall, stays lean; package netpol compiles the API objects
+// into it.
 //
-// The semantics are upstream's (networking.k8s.io/v1), in both families
-// at once. Addresses stay family-blind (one []netip.Prefix) and a peer of
-// one family never matches traffic of the other: ipBlock 0.0.0.0/0 opens
-// IPv4 only and ::/0 opens IPv6 only, so a pod with only one of them is
-// still isolated in the other family.
+// Addresses stay family-blind (one []netip.Prefix) and a peer of one
+// family never matches traffic of the other: 0.0.0.0/0 covers IPv4 only
+// and ::/0 IPv6 only.
 package policy
 
 import (
@@ -39,9 +39,11 @@ func (d Dir) String() string {
 type Proto uint8
 
 const (
-	TCP  Proto = 6
-	UDP  Proto = 17
-	SCTP Proto = 132
+	ICMP   Proto = 1
+	TCP    Proto = 6
+	UDP    Proto = 17
+	ICMPv6 Proto = 58
+	SCTP   Proto = 132
 )
 
 func (p Proto) String() string {
@@ -77,7 +79,8 @@ func (r PortRange) String() string {
 	return fmt.Sprintf("%s/%d-%d", r.Proto, r.From, r.To)
 }
 
-func (r PortRange) contains(proto Proto, port uint16) bool {
+// Contains says whether r matches a packet of proto to port.
+func (r PortRange) Contains(proto Proto, port uint16) bool {
 	return r.Proto == proto && r.From <= port && port <= r.To
 }
 
@@ -118,7 +121,7 @@ func (r *Rule) matches(peer netip.Addr, proto Proto, port uint16) bool {
 	if !r.AnyPeer && !slices.ContainsFunc(r.Peers, func(p netip.Prefix) bool { return p.Contains(peer) }) {
 		return false
 	}
-	return len(r.Ports) == 0 || slices.ContainsFunc(r.Ports, func(pr PortRange) bool { return pr.contains(proto, port) })
+	return len(r.Ports) == 0 || slices.ContainsFunc(r.Ports, func(pr PortRange) bool { return pr.Contains(proto, port) })
 }
 
 // Direction is what an isolated pod allows in one direction: the union of
@@ -183,16 +186,27 @@ func (r *Result) Pod(namespace, name string) (*PodRules, bool) {
 	return &r.Pods[i], true
 }
 
-// Problem is a part of a policy that cannot be rendered. The rule it is in
-// allows nothing (the policy still isolates the pods it selects); a
-// problem in the policy's own podSelector or policyTypes drops what cannot
-// be read. Other policies apply unchanged.
-type Problem struct {
-	Policy string // "ns/name"
-	Field  string // "spec.ingress[0].from[1].ipBlock.except[0]"
-	Msg    string
-}
-
-func (p Problem) Error() string {
-	return fmt.Sprintf("networkpolicy %s: %s: %s", p.Policy, p.Field, p.Msg)
+// MergePorts sorts port ranges by protocol and start and merges those
+// that overlap or touch.
+func MergePorts(ports []PortRange) []PortRange {
+	if len(ports) == 0 {
+		return nil
+	}
+	in := slices.Clone(ports)
+	slices.SortFunc(in, func(a, b PortRange) int {
+		if a.Proto != b.Proto {
+			return int(a.Proto) - int(b.Proto)
+		}
+		return int(a.From) - int(b.From)
+	})
+	out := in[:1]
+	for _, r := range in[1:] {
+		last := &out[len(out)-1]
+		if r.Proto == last.Proto && int(r.From) <= int(last.To)+1 {
+			last.To = max(last.To, r.To)
+			continue
+		}
+		out = append(out, r)
+	}
+	return out
 }

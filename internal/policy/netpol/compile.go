@@ -1,6 +1,16 @@
-package policy
+// Package netpol compiles Kubernetes NetworkPolicy objects
+// (networking.k8s.io/v1), with the pods and namespaces they select, into
+// policy.Result: the rules every pod is subject to. It is pure: no
+// client-go, no kernel; internal/kube feeds it what its informers hold,
+// and internal/firewall renders the answer into nftables.
+//
+// The semantics are upstream's, in both families at once: an ipBlock
+// 0.0.0.0/0 opens IPv4 only and ::/0 IPv6 only, so a pod that a policy
+// selects is isolated in both families, whatever families its rules name.
+package netpol
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -9,6 +19,8 @@ import (
 	netv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+
+	"github.com/duetnet/duet/internal/policy"
 )
 
 // pod is what policy needs of a Pod that takes part: selected, or a peer.
@@ -32,21 +44,21 @@ type compiler struct {
 // Compile turns policies, pods and namespaces into the rules each pod is
 // subject to. Every pod that takes part is in the result, isolated or not;
 // pods on the host's network, without IPs, or terminated (Succeeded,
-// Failed) are in Result.Skipped and are neither selected nor peers. A
+// Failed) are in policy.Result.Skipped and are neither selected nor peers. A
 // part of a policy that cannot be rendered is reported as a Problem (see
 // Problem for what it costs); the rest still applies.
 //
 // A namespace missing from nss is taken to have only the label the API
 // server puts on every namespace, kubernetes.io/metadata.name.
-func Compile(pols []*netv1.NetworkPolicy, pods []*corev1.Pod, nss []*corev1.Namespace) (Result, []Problem) {
+func Compile(pols []*netv1.NetworkPolicy, pods []*corev1.Pod, nss []*corev1.Namespace) (policy.Result, []Problem) {
 	c := &compiler{byNS: map[string][]*pod{}, nsLabels: map[string]labels.Set{}}
-	var res Result
+	var res policy.Result
 	res.Skipped = c.addPods(pods)
 	c.addNamespaces(nss)
 
-	rules := make(map[string]*PodRules, len(c.pods))
+	rules := make(map[string]*policy.PodRules, len(c.pods))
 	for _, p := range c.pods {
-		res.Pods = append(res.Pods, PodRules{Namespace: p.ns, Name: p.name, Addrs: p.addrs})
+		res.Pods = append(res.Pods, policy.PodRules{Namespace: p.ns, Name: p.name, Addrs: p.addrs})
 	}
 	for i := range res.Pods {
 		rules[res.Pods[i].Key()] = &res.Pods[i]
@@ -63,7 +75,7 @@ func Compile(pols []*netv1.NetworkPolicy, pods []*corev1.Pod, nss []*corev1.Name
 }
 
 // apply adds what pol allows to every pod it selects.
-func (c *compiler) apply(pol *netv1.NetworkPolicy, rules map[string]*PodRules) {
+func (c *compiler) apply(pol *netv1.NetworkPolicy, rules map[string]*policy.PodRules) {
 	name := pol.Namespace + "/" + pol.Name
 	sel, err := metav1.LabelSelectorAsSelector(&pol.Spec.PodSelector)
 	if err != nil {
@@ -84,7 +96,7 @@ func (c *compiler) apply(pol *netv1.NetworkPolicy, rules map[string]*PodRules) {
 		var crs []*crule
 		for i := range pol.Spec.Ingress {
 			r := &pol.Spec.Ingress[i]
-			crs = append(crs, c.rule(pol, Ref{pol.Namespace, pol.Name, Ingress, i}, r.From, r.Ports))
+			crs = append(crs, c.rule(pol, policy.Ref{Namespace: pol.Namespace, Name: pol.Name, Dir: policy.Ingress, Index: i}, r.From, r.Ports))
 		}
 		for _, p := range selected {
 			d := direction(&rules[p.key()].Ingress, name)
@@ -96,11 +108,11 @@ func (c *compiler) apply(pol *netv1.NetworkPolicy, rules map[string]*PodRules) {
 		}
 	}
 	if eg {
-		var all []Rule
+		var all []policy.Rule
 		var notes []string
 		for i := range pol.Spec.Egress {
 			r := &pol.Spec.Egress[i]
-			if cr := c.rule(pol, Ref{pol.Namespace, pol.Name, Egress, i}, r.To, r.Ports); cr != nil {
+			if cr := c.rule(pol, policy.Ref{Namespace: pol.Namespace, Name: pol.Name, Dir: policy.Egress, Index: i}, r.To, r.Ports); cr != nil {
 				rs, ns := cr.egress(c)
 				all, notes = append(all, rs...), append(notes, ns...)
 			}
@@ -113,16 +125,16 @@ func (c *compiler) apply(pol *netv1.NetworkPolicy, rules map[string]*PodRules) {
 	}
 }
 
-// direction returns *d, made isolated by policy if it was not yet.
-func direction(d **Direction, policy string) *Direction {
+// direction returns *d, isolated by policy name (made so if it was not yet).
+func direction(d **policy.Direction, name string) *policy.Direction {
 	if *d == nil {
-		*d = &Direction{}
+		*d = &policy.Direction{}
 	}
-	(*d).Policies = append((*d).Policies, policy)
+	(*d).Policies = append((*d).Policies, name)
 	return *d
 }
 
-// policyTypes defaults as the API server does: Ingress always, Egress if
+// policyTypes defaults as the API server does: policy.Ingress always, policy.Egress if
 // the policy has egress rules. Rules of a type not listed are ignored.
 func (c *compiler) policyTypes(pol *netv1.NetworkPolicy) (in, eg bool) {
 	if len(pol.Spec.PolicyTypes) == 0 {
@@ -146,8 +158,8 @@ func (c *compiler) problem(policy, field, msg string) {
 }
 
 // addPods keeps the pods that take part and says why the others do not.
-func (c *compiler) addPods(pods []*corev1.Pod) []Skipped {
-	var skipped []Skipped
+func (c *compiler) addPods(pods []*corev1.Pod) []policy.Skipped {
+	var skipped []policy.Skipped
 	seen := map[string]bool{}
 	for _, p := range pods {
 		key := p.Namespace + "/" + p.Name
@@ -167,7 +179,7 @@ func (c *compiler) addPods(pods []*corev1.Pod) []Skipped {
 			}
 		}
 		if reason != "" {
-			skipped = append(skipped, Skipped{Pod: key, Reason: reason})
+			skipped = append(skipped, policy.Skipped{Pod: key, Reason: reason})
 			continue
 		}
 		seen[key] = true
@@ -181,7 +193,7 @@ func (c *compiler) addPods(pods []*corev1.Pod) []Skipped {
 	for _, p := range c.pods {
 		c.byNS[p.ns] = append(c.byNS[p.ns], p)
 	}
-	slices.SortFunc(skipped, func(a, b Skipped) int { return strings.Compare(a.Pod, b.Pod) })
+	slices.SortFunc(skipped, func(a, b policy.Skipped) int { return strings.Compare(a.Pod, b.Pod) })
 	return skipped
 }
 
@@ -229,4 +241,18 @@ func (c *compiler) addNamespaces(nss []*corev1.Namespace) {
 			c.nsLabels[ns] = labels.Set{corev1.LabelMetadataName: ns}
 		}
 	}
+}
+
+// Problem is a part of a policy that cannot be rendered. The rule it is in
+// allows nothing (the policy still isolates the pods it selects); a
+// problem in the policy's own podSelector or policyTypes drops what cannot
+// be read. Other policies apply unchanged.
+type Problem struct {
+	Policy string // "ns/name"
+	Field  string // "spec.ingress[0].from[1].ipBlock.except[0]"
+	Msg    string
+}
+
+func (p Problem) Error() string {
+	return fmt.Sprintf("networkpolicy %s: %s: %s", p.Policy, p.Field, p.Msg)
 }

@@ -1,4 +1,4 @@
-package policy
+package netpol
 
 import (
 	"net/netip"
@@ -8,6 +8,8 @@ import (
 	netv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"github.com/duetnet/duet/internal/policy"
 )
 
 // Builders for the objects tests need; addresses are IPv6 first.
@@ -81,7 +83,7 @@ func namedPortOf(proto corev1.Protocol, name string) netv1.NetworkPolicyPort {
 	return netv1.NetworkPolicyPort{Protocol: &proto, Port: &v}
 }
 
-// tcpPort has no protocol: the API's default, TCP, applies.
+// tcpPort has no protocol: the API's default, policy.TCP, applies.
 func tcpPort(p int) netv1.NetworkPolicyPort {
 	v := intstr.FromInt32(int32(p))
 	return netv1.NetworkPolicyPort{Port: &v}
@@ -97,26 +99,26 @@ func types(t ...netv1.PolicyType) []netv1.PolicyType { return t }
 // to peer (egress).
 type probe struct {
 	pod   string // "ns/name"
-	dir   Dir
+	dir   policy.Dir
 	peer  string
-	proto Proto
+	proto policy.Proto
 	port  uint16
 	want  bool
 }
 
-const icmpv6 Proto = 58
+const icmpv6 = policy.ICMPv6
 
-func in(pod, peer string, proto Proto, port uint16, want bool) probe {
-	return probe{pod, Ingress, peer, proto, port, want}
+func in(pod, peer string, proto policy.Proto, port uint16, want bool) probe {
+	return probe{pod, policy.Ingress, peer, proto, port, want}
 }
 
-func out(pod, peer string, proto Proto, port uint16, want bool) probe {
-	return probe{pod, Egress, peer, proto, port, want}
+func out(pod, peer string, proto policy.Proto, port uint16, want bool) probe {
+	return probe{pod, policy.Egress, peer, proto, port, want}
 }
 
 // check runs every probe through Allows and, as a second opinion,
 // through Flatten, which the firewall renders.
-func check(t *testing.T, res Result, probes []probe) {
+func check(t *testing.T, res policy.Result, probes []probe) {
 	t.Helper()
 	for _, pr := range probes {
 		p, ok := res.Pod(splitKey(pr.pod))
@@ -125,7 +127,7 @@ func check(t *testing.T, res Result, probes []probe) {
 			continue
 		}
 		d := p.Ingress
-		if pr.dir == Egress {
+		if pr.dir == policy.Egress {
 			d = p.Egress
 		}
 		addr := netip.MustParseAddr(pr.peer)

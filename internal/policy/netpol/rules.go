@@ -1,4 +1,4 @@
-package policy
+package netpol
 
 import (
 	"fmt"
@@ -12,25 +12,27 @@ import (
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	"github.com/duetnet/duet/internal/policy"
 )
 
 // crule is one ingress or egress rule of a policy with its peers resolved;
 // what is left is resolving named ports, which depends on the destination
 // pod.
 type crule struct {
-	ref    Ref
+	ref    policy.Ref
 	any    bool           // no peers listed
-	blocks []netip.Prefix // ipBlocks minus their excepts, Union
+	blocks []netip.Prefix // ipBlocks minus their excepts, policy.Union
 	peers  []*pod         // pods the selectors match
 	text   []string
 
-	hasPorts bool        // the rule lists ports (none listed: all traffic)
-	ports    []PortRange // numeric ports and protocol-only entries
+	hasPorts bool               // the rule lists ports (none listed: all traffic)
+	ports    []policy.PortRange // numeric ports and protocol-only entries
 	named    []namedPort
 }
 
 type namedPort struct {
-	proto Proto
+	proto policy.Proto
 	name  string
 }
 
@@ -39,10 +41,10 @@ func (n namedPort) String() string { return n.proto.String() + "/" + n.name }
 // rule compiles one rule of pol, or reports it and returns nil: a rule
 // with any part that cannot be read allows nothing, since dropping only
 // that part (a port, a peer, an except) could widen it.
-func (c *compiler) rule(pol *netv1.NetworkPolicy, ref Ref, peers []netv1.NetworkPolicyPeer, ports []netv1.NetworkPolicyPort) *crule {
+func (c *compiler) rule(pol *netv1.NetworkPolicy, ref policy.Ref, peers []netv1.NetworkPolicyPeer, ports []netv1.NetworkPolicyPort) *crule {
 	name := ref.Policy()
 	field, peerField := fieldIndex("spec.ingress", ref.Index), "from"
-	if ref.Dir == Egress {
+	if ref.Dir == policy.Egress {
 		field, peerField = fieldIndex("spec.egress", ref.Index), "to"
 	}
 	cr := &crule{ref: ref, any: len(peers) == 0, hasPorts: len(ports) > 0}
@@ -86,7 +88,7 @@ func (c *compiler) rule(pol *netv1.NetworkPolicy, ref Ref, peers []netv1.Network
 			cr.text = append(cr.text, text)
 		}
 	}
-	cr.blocks = Union(cr.blocks)
+	cr.blocks = policy.Union(cr.blocks)
 	for k := range ports {
 		if err := cr.addPort(&ports[k]); err != nil {
 			bad(fieldIndex(field+".ports", k)+"."+err.field, err.msg)
@@ -118,7 +120,7 @@ func ipBlock(b *netv1.IPBlock) ([]netip.Prefix, *fieldError) {
 		}
 		except = append(except, e)
 	}
-	return Subtract(cidr, except), nil
+	return policy.Subtract(cidr, except), nil
 }
 
 // parseCIDR accepts what the API accepts, host bits included (masked
@@ -180,11 +182,11 @@ func (c *compiler) selectPeers(policyNS string, podSel, nsSel *metav1.LabelSelec
 	return out, fmt.Sprintf("%s %s (%d)", what, where, len(out)), nil
 }
 
-// addPort adds one NetworkPolicyPort: protocol TCP unless given; no port
+// addPort adds one NetworkPolicyPort: protocol policy.TCP unless given; no port
 // is every port of the protocol; a name is resolved later, against the
 // destination pod.
 func (cr *crule) addPort(pp *netv1.NetworkPolicyPort) *fieldError {
-	proto := TCP
+	proto := policy.TCP
 	if pp.Protocol != nil {
 		var ok bool
 		if proto, ok = protocol(*pp.Protocol); !ok {
@@ -196,7 +198,7 @@ func (cr *crule) addPort(pp *netv1.NetworkPolicyPort) *fieldError {
 		if pp.EndPort != nil {
 			return &fieldError{"endPort", "endPort needs a numeric port"}
 		}
-		cr.ports = append(cr.ports, PortRange{proto, 0, 65535})
+		cr.ports = append(cr.ports, policy.PortRange{Proto: proto, From: 0, To: 65535})
 	case pp.Port.Type == intstr.String:
 		if pp.EndPort != nil {
 			return &fieldError{"endPort", "endPort cannot follow a named port"}
@@ -215,35 +217,35 @@ func (cr *crule) addPort(pp *netv1.NetworkPolicyPort) *fieldError {
 				return &fieldError{"endPort", fmt.Sprintf("endPort %d is not in %d-65535", to, from)}
 			}
 		}
-		cr.ports = append(cr.ports, PortRange{proto, uint16(from), uint16(to)})
+		cr.ports = append(cr.ports, policy.PortRange{Proto: proto, From: uint16(from), To: uint16(to)})
 	}
 	return nil
 }
 
-func protocol(p corev1.Protocol) (Proto, bool) {
+func protocol(p corev1.Protocol) (policy.Proto, bool) {
 	switch p {
 	case corev1.ProtocolTCP:
-		return TCP, true
+		return policy.TCP, true
 	case corev1.ProtocolUDP:
-		return UDP, true
+		return policy.UDP, true
 	case corev1.ProtocolSCTP:
-		return SCTP, true
+		return policy.SCTP, true
 	}
 	return 0, false
 }
 
 // resolve returns the ports of p that the named ports name, with the
-// same protocol (a container port's protocol defaults to TCP).
-func (cr *crule) resolve(p *pod) []PortRange {
-	var out []PortRange
+// same protocol (a container port's protocol defaults to policy.TCP).
+func (cr *crule) resolve(p *pod) []policy.PortRange {
+	var out []policy.PortRange
 	for _, n := range cr.named {
 		for _, cp := range p.ports {
-			proto, ok := TCP, true
+			proto, ok := policy.TCP, true
 			if cp.Protocol != "" {
 				proto, ok = protocol(cp.Protocol)
 			}
 			if ok && cp.Name == n.name && proto == n.proto && cp.ContainerPort >= 1 && cp.ContainerPort <= 65535 {
-				out = append(out, PortRange{proto, uint16(cp.ContainerPort), uint16(cp.ContainerPort)})
+				out = append(out, policy.PortRange{Proto: proto, From: uint16(cp.ContainerPort), To: uint16(cp.ContainerPort)})
 			}
 		}
 	}
@@ -253,7 +255,7 @@ func (cr *crule) resolve(p *pod) []PortRange {
 // ingress adds the rule to d, the ingress of the selected pod self: named
 // ports resolve against self, the destination, so they apply to every
 // peer, ipBlocks included.
-func (cr *crule) ingress(self *pod, d *Direction) {
+func (cr *crule) ingress(self *pod, d *policy.Direction) {
 	ports := append(slices.Clone(cr.ports), cr.resolve(self)...)
 	if cr.hasPorts && len(ports) == 0 {
 		d.Notes = append(d.Notes, fmt.Sprintf("%s allows nothing: this pod has no port named %s", cr.ref, cr.namedList()))
@@ -268,7 +270,7 @@ func (cr *crule) ingress(self *pod, d *Direction) {
 		d.Notes = append(d.Notes, fmt.Sprintf("%s allows nothing: its peers match no address", cr.ref))
 		return
 	}
-	d.Rules = append(d.Rules, Rule{Source: cr.ref, AnyPeer: cr.any, Peers: Union(peers), Ports: MergePorts(ports), PeerText: cr.text})
+	d.Rules = append(d.Rules, policy.Rule{Source: cr.ref, AnyPeer: cr.any, Peers: policy.Union(peers), Ports: policy.MergePorts(ports), PeerText: cr.text})
 }
 
 // egress returns the rule's Rules, the same for every selected pod: named
@@ -276,7 +278,7 @@ func (cr *crule) ingress(self *pod, d *Direction) {
 // ports they resolve to. An address that is no pod's cannot resolve a
 // named port: an ipBlock (or no peers at all) matches named ports only on
 // the pods inside it.
-func (cr *crule) egress(c *compiler) ([]Rule, []string) {
+func (cr *crule) egress(c *compiler) ([]policy.Rule, []string) {
 	if !cr.hasPorts {
 		var peers []netip.Prefix
 		peers = append(peers, cr.blocks...)
@@ -286,23 +288,23 @@ func (cr *crule) egress(c *compiler) ([]Rule, []string) {
 		if !cr.any && len(peers) == 0 {
 			return nil, []string{fmt.Sprintf("%s allows nothing: its peers match no address", cr.ref)}
 		}
-		return []Rule{{Source: cr.ref, AnyPeer: cr.any, Peers: Union(peers), PeerText: cr.text}}, nil
+		return []policy.Rule{{Source: cr.ref, AnyPeer: cr.any, Peers: policy.Union(peers), PeerText: cr.text}}, nil
 	}
-	var out []Rule
-	base := MergePorts(cr.ports)
+	var out []policy.Rule
+	base := policy.MergePorts(cr.ports)
 	if len(base) > 0 && (cr.any || len(cr.blocks) > 0) {
-		out = append(out, Rule{Source: cr.ref, AnyPeer: cr.any, Peers: cr.blocks, Ports: base, PeerText: cr.text})
+		out = append(out, policy.Rule{Source: cr.ref, AnyPeer: cr.any, Peers: cr.blocks, Ports: base, PeerText: cr.text})
 	}
-	groups := map[string]*Rule{}
-	add := func(ports []PortRange, addrs []netip.Addr) {
+	groups := map[string]*policy.Rule{}
+	add := func(ports []policy.PortRange, addrs []netip.Addr) {
 		if len(ports) == 0 || len(addrs) == 0 {
 			return
 		}
-		ports = MergePorts(ports)
+		ports = policy.MergePorts(ports)
 		key := fmt.Sprint(ports)
 		g := groups[key]
 		if g == nil {
-			g = &Rule{Source: cr.ref, Ports: ports, PeerText: cr.text}
+			g = &policy.Rule{Source: cr.ref, Ports: ports, PeerText: cr.text}
 			groups[key] = g
 		}
 		g.Peers = append(g.Peers, hosts(addrs)...)
@@ -323,7 +325,7 @@ func (cr *crule) egress(c *compiler) ([]Rule, []string) {
 	}
 	for _, key := range sortedKeys(groups) {
 		g := groups[key]
-		g.Peers = Union(g.Peers)
+		g.Peers = policy.Union(g.Peers)
 		out = append(out, *g)
 	}
 	if len(out) == 0 {
@@ -356,31 +358,6 @@ func hosts(addrs []netip.Addr) []netip.Prefix {
 	out := make([]netip.Prefix, 0, len(addrs))
 	for _, a := range addrs {
 		out = append(out, netip.PrefixFrom(a, a.BitLen()))
-	}
-	return out
-}
-
-// MergePorts sorts port ranges by protocol and start and merges those
-// that overlap or touch.
-func MergePorts(ports []PortRange) []PortRange {
-	if len(ports) == 0 {
-		return nil
-	}
-	in := slices.Clone(ports)
-	slices.SortFunc(in, func(a, b PortRange) int {
-		if a.Proto != b.Proto {
-			return int(a.Proto) - int(b.Proto)
-		}
-		return int(a.From) - int(b.From)
-	})
-	out := in[:1]
-	for _, r := range in[1:] {
-		last := &out[len(out)-1]
-		if r.Proto == last.Proto && int(r.From) <= int(last.To)+1 {
-			last.To = max(last.To, r.To)
-			continue
-		}
-		out = append(out, r)
 	}
 	return out
 }
