@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/duetnet/duet/internal/ipam"
 	"github.com/duetnet/duet/internal/lab"
 )
 
@@ -239,6 +240,21 @@ func (c *cluster) startNode(ctx context.Context, n nodeInfo, step func(string, .
 		return true, ""
 	}); err != nil {
 		return err
+	}
+	// The control plane is no node: it runs no CNI. Like a control-plane
+	// host's routes to the pod network, these let the API server proxy
+	// to pods (kubectl port-forward's and e2e's pods/proxy) and e2e.test,
+	// which runs there, reach them.
+	cidrs, err := c.podCIDRs(n.Name)
+	if err != nil {
+		return err
+	}
+	for _, p := range cidrs {
+		if via, ok := addrOf(c.o.nodeIPs(n.Node), ipam.FamilyOf(p.Addr())); ok {
+			if _, err := run("", "ip", "-n", c.cpNS, "route", "replace", p.String(), "via", via.String()); err != nil {
+				return err
+			}
+		}
 	}
 	name = "kube-proxy-" + n.Name
 	pid, err = start(c.p, proc{name: name, netns: n.NetNS, argv: []string{filepath.Join(c.bin, "kube-proxy"),
