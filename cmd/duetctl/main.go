@@ -19,6 +19,7 @@ func main() {
 	root.AddCommand(ipamCmd(), demoCmd(), nodeCmd(), labCmd(), connectivityCmd(), doctorCmd())
 	root.AddCommand(installCNICmd())
 	root.AddCommand(imageCmd())
+	root.AddCommand(policyCmd())
 	if err := root.Execute(); err != nil {
 		fmt.Fprintln(os.Stderr, "duetctl:", err)
 		os.Exit(1)

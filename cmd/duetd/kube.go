@@ -34,6 +34,7 @@ type kubeFlags struct {
 	confName     string
 	cniDatastore string
 	cleanup      bool
+	policy       bool // --network-policy
 	// fams is --families, parsed by check.
 	fams []ipam.Family
 }
@@ -50,12 +51,13 @@ func (f *kubeFlags) register(fs *flag.FlagSet) {
 	// or a crash would do that for the seconds duetd is down, although the
 	// plugin allocates and wires pods without duetd.
 	fs.BoolVar(&f.cleanup, "cni-conf-cleanup", false, "remove the CNI configuration when duetd exits (default: leave it, since the plugin works without duetd and a restart must not make the node NotReady); with --kubernetes")
+	registerPolicyFlag(fs, &f.policy)
 }
 
 // kubeOnly are the flags that mean nothing without --kubernetes, and
 // notWithKube those that Kubernetes mode replaces, with why.
 var (
-	kubeOnly    = []string{"kubeconfig", "families", "cni-conf-dir", "cni-conf-name", "cni-datastore-path", "cni-conf-cleanup"}
+	kubeOnly    = []string{"kubeconfig", "families", "cni-conf-dir", "cni-conf-name", "cni-datastore-path", "cni-conf-cleanup", "network-policy"}
 	notWithKube = map[string]string{
 		"address":        "the node's addresses are its status.addresses of type InternalIP",
 		"etcd-endpoints": "pod ranges come from spec.podCIDRs and each node's pods from its own bolt file (--datastore-path)",
@@ -137,10 +139,17 @@ func runKube(ctx context.Context, log *slog.Logger, o options, kf *kubeFlags) er
 		return err
 	}
 	defer stopBGP()
+	var pol *policyController // nil without --network-policy: /policy says so
+	if kf.policy {
+		if pol, err = startPolicy(ctx, log, client, o.node); err != nil {
+			return err
+		}
+		defer pol.stop()
+	}
 	stopServing, err := serve(ctx, log, o, a, m, func() (int, string) {
 		st := a.Status()
 		return health(st, o.interval, conf.notReady(st))
-	})
+	}, pol.routes)
 	if err != nil {
 		return err
 	}
@@ -153,7 +162,7 @@ func runKube(ctx context.Context, log *slog.Logger, o options, kf *kubeFlags) er
 	defer cancel()
 	nodes.Start(ictx)
 	nodes.WaitForSync(ctx, 2*time.Second) // if not, the agent says why and keeps trying
-	log.Info("duetd started", "mode", "kubernetes", "node", o.node, "server", api.Host, "families", kf.families, "routing", o.routing,
+	log.Info("duetd started", "mode", "kubernetes", "node", o.node, "server", api.Host, "families", kf.families, "routing", o.routing, "network-policy", kf.policy,
 		"datastore", o.dbPath, "cni-conf", filepath.Join(kf.confDir, kf.confName))
 	return a.Run(ctx)
 }

@@ -17,10 +17,11 @@ import (
 	"github.com/duetnet/duet/internal/agent"
 )
 
-// serve answers duetctl on the socket and, unless --http is empty,
-// /healthz (from healthz) and /metrics; the returned func stops HTTP.
-func serve(ctx context.Context, log *slog.Logger, o options, a *agent.Agent, m *metrics, healthz func() (int, string)) (func(), error) {
-	if err := serveSocket(ctx, o.sock, a); err != nil {
+// serve answers duetctl on the socket (/status, and what routes add)
+// and, unless --http is empty, /healthz (from healthz) and /metrics; the
+// returned func stops HTTP.
+func serve(ctx context.Context, log *slog.Logger, o options, a *agent.Agent, m *metrics, healthz func() (int, string), routes ...func(*http.ServeMux)) (func(), error) {
+	if err := serveSocket(ctx, o.sock, a, routes...); err != nil {
 		return nil, err
 	}
 	if o.httpAddr == "" {
@@ -53,8 +54,9 @@ func health(st agent.Status, interval time.Duration, notReady string) (int, stri
 	return http.StatusOK, "ok"
 }
 
-// serveSocket answers GET /status on a unix socket, for duetctl.
-func serveSocket(ctx context.Context, path string, a *agent.Agent) error {
+// serveSocket answers GET /status on a unix socket, for duetctl, and
+// what routes add (GET /policy in Kubernetes mode).
+func serveSocket(ctx context.Context, path string, a *agent.Agent, routes ...func(*http.ServeMux)) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
@@ -68,6 +70,9 @@ func serveSocket(ctx context.Context, path string, a *agent.Agent) error {
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(a.Status())
 	})
+	for _, add := range routes {
+		add(mux)
+	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(l) }()
 	mine, _ := os.Stat(path)
