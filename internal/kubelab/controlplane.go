@@ -70,16 +70,28 @@ func (c *cluster) controlPlane() []proc {
 		// Pod ranges per node (spec.podCIDRs), IPv6 first: duet takes
 		// them from the Node objects.
 		"--allocate-node-cidrs=true", "--cluster-cidr", joinPrefixes(c.o.ClusterCIDRs()),
-		"--node-cidr-mask-size-ipv6", strconv.Itoa(NodeMask6), "--node-cidr-mask-size-ipv4", strconv.Itoa(NodeMask4),
 		"--service-cluster-ip-range", svc,
 		"--service-account-private-key-file", pki("sa.key"), "--root-ca-file", pki("ca.crt"),
 		"--cluster-signing-cert-file", pki("ca.crt"), "--cluster-signing-key-file", pki("ca.key"),
 		"--use-service-account-credentials=true", "--v=1"}}
+	cm.argv = append(cm.argv, c.o.nodeMaskFlags()...)
 	sched := proc{name: "kube-scheduler", netns: c.cpNS, argv: []string{filepath.Join(c.bin, "kube-scheduler"),
 		"--kubeconfig", kc("scheduler"),
 		"--authentication-kubeconfig", kc("scheduler"), "--authorization-kubeconfig", kc("scheduler"),
 		"--bind-address", "127.0.0.1", "--leader-elect=false", "--v=1"}}
 	return []proc{etcd, api, cm, sched}
+}
+
+// nodeMaskFlags size each node's pod ranges. The per-family flags are
+// refused for a single-stack cluster, which takes --node-cidr-mask-size.
+func (o Options) nodeMaskFlags() []string {
+	switch o.Family {
+	case "ipv6":
+		return []string{"--node-cidr-mask-size", strconv.Itoa(NodeMask6)}
+	case "ipv4":
+		return []string{"--node-cidr-mask-size", strconv.Itoa(NodeMask4)}
+	}
+	return []string{"--node-cidr-mask-size-ipv6", strconv.Itoa(NodeMask6), "--node-cidr-mask-size-ipv4", strconv.Itoa(NodeMask4)}
 }
 
 // kubectl runs the lab's kubectl from the host namespace.

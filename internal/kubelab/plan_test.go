@@ -31,6 +31,11 @@ func TestFamilies(t *testing.T) {
 					t.Errorf("got %s, want %s", got[i], want[i])
 				}
 			}
+			// kube-controller-manager refuses the per-family mask flags
+			// on a single-stack cluster.
+			if masks := fmt.Sprint(o.nodeMaskFlags()); (tc.family == "dual") != strings.Contains(masks, "-ipv6") {
+				t.Errorf("node mask flags %s for family %s", masks, tc.family)
+			}
 			if api := o.apiAddr(s); (api.Is6() && tc.apiFamily != "6") || (api.Is4() && tc.apiFamily != "4") {
 				t.Errorf("API address %s is not of the primary family", api)
 			}
