@@ -19,7 +19,11 @@ for c in $CONFIGS; do
   if ! bin/duetctl lab up --kubernetes --nodes "$NODES" --family "$fam" --proxy-mode "$mode"; then
     echo "e2e ($fam/$mode): lab up failed"; rc=1; bin/duetctl lab down >/dev/null 2>&1; continue
   fi
-  out=$(bin/duetctl lab e2e --procs "$PROCS" --focus "$FOCI" 2>&1) || rc=1
+  skip='SCTP|\[Serial\]|\[Disruptive\]|\[Slow\]|\[Flaky\]'
+  # The dual-stack specs assert a dual-stack cluster: on a single-stack
+  # one 20 of the 22 fail by design (they do not skip themselves).
+  [ "$fam" = dual ] || skip+='|\[Feature:IPv6DualStack\]'
+  out=$(bin/duetctl lab e2e --procs "$PROCS" --focus "$FOCI" --skip "$skip" --out "${OUT:-/var/tmp/duet-e2e}/$fam-$mode" 2>&1) || rc=1
   echo "$out" | grep -E '^(e2e:|Ran |  FAIL)'
   echo "$out" | sed -n 's/^e2e: \([0-9]*\) passed, \([0-9]*\) failed, \([0-9]*\) skipped.*/'"$fam\/$mode"': \1 passed, \2 failed, \3 skipped/p'
   bin/duetctl lab down >/dev/null 2>&1
