@@ -27,6 +27,8 @@ func newBridgeName(t *testing.T) string {
 
 func TestBridge(t *testing.T) {
 	kerneltest.RequireRoot(t)
+	// Bridged frames pass the host's iptables FORWARD too (br_netfilter).
+	kerneltest.AllowHostForward(t)
 	for _, tc := range []struct {
 		name string
 		gws  []string
