@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"io"
 	"net/netip"
@@ -252,8 +251,7 @@ func (c *cluster) apply(manifest []byte) error {
 // dirs, the lab's image) and waits until every node is Ready: the kubelet
 // says so only once duetd has written the CNI config.
 func (c *cluster) installDuet(ctx context.Context, s lab.State) error {
-	fams := c.o.Family
-	m, err := deploy.Lab(deploy.LabOptions{Image: DuetImage, HostRoot: c.p.root, CNIBinDir: c.p.cniBin(), Families: fams, Routing: c.o.Routing})
+	m, err := deploy.Lab(deploy.LabOptions{Image: DuetImage, HostRoot: c.p.root, CNIBinDir: c.p.cniBin(), Families: c.o.Family, Routing: c.o.Routing})
 	if err != nil {
 		return err
 	}
@@ -311,6 +309,3 @@ func (c *cluster) installDNS(ctx context.Context) error {
 		return strings.TrimSpace(out) != "" && strings.TrimSpace(out) != "0", "no ready replica"
 	})
 }
-
-// ErrNotKube means the lab that is up is not a kube lab.
-var ErrNotKube = errors.New("the lab that is up is not a kube lab (lab up --kubernetes)")
