@@ -169,8 +169,8 @@ func TestManifestObjects(t *testing.T) {
 			t.Errorf("namespace %q, want %s", ns, Namespace)
 		}
 	}
-	if m.cm.Name != ConfigMapName || m.cm.Data["families"] != "dual" || m.cm.Data["routing"] != "direct" {
-		t.Errorf("ConfigMap %s: %v, want %s with families dual, routing direct", m.cm.Name, m.cm.Data, ConfigMapName)
+	if m.cm.Name != ConfigMapName || m.cm.Data["families"] != "dual" || m.cm.Data["routing"] != "direct" || m.cm.Data["network-policy"] != "true" {
+		t.Errorf("ConfigMap %s: %v, want %s with families dual, routing direct, network-policy true", m.cm.Name, m.cm.Data, ConfigMapName)
 	}
 }
 
@@ -287,7 +287,7 @@ func TestAgentContainer(t *testing.T) {
 	if c.SecurityContext == nil || c.SecurityContext.Privileged == nil || !*c.SecurityContext.Privileged {
 		t.Error("duetd is not privileged")
 	}
-	for _, a := range []string{"--kubernetes", "--families=$(DUET_FAMILIES)", "--routing=$(DUET_ROUTING)", "--node-name=$(NODE_NAME)"} {
+	for _, a := range []string{"--kubernetes", "--families=$(DUET_FAMILIES)", "--routing=$(DUET_ROUTING)", "--network-policy=$(DUET_NETWORK_POLICY)", "--node-name=$(NODE_NAME)"} {
 		found := false
 		for _, b := range c.Args {
 			found = found || a == b

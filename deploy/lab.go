@@ -25,6 +25,9 @@ type LabOptions struct {
 	// the ConfigMap; empty keeps the manifest's.
 	Families string
 	Routing  string
+	// NetworkPolicy, when set, goes into the ConfigMap's network-policy
+	// ("true" or "false"); nil keeps the manifest's.
+	NetworkPolicy *bool
 }
 
 // perNode maps the manifest's per-host directories to their
@@ -65,7 +68,7 @@ func (o LabOptions) validate() error {
 // network namespaces sharing one host's file system. The DaemonSet stays
 // one object; it changes only:
 //   - every container's image to o.Image, with imagePullPolicy Never;
-//   - the ConfigMap's families and routing;
+//   - the ConfigMap's families, routing and network-policy;
 //   - the per-host hostPath volumes (/etc/cni/net.d, /var/lib/duet,
 //     /run/duet), which become HostRoot/nodes mounted with subPathExpr
 //     $(NODE_NAME)/net.d, /lib and /run, so each node has its own conf
@@ -109,6 +112,9 @@ func Lab(o LabOptions) ([]byte, error) {
 	}
 	if o.Routing != "" {
 		cm.Data["routing"] = o.Routing
+	}
+	if o.NetworkPolicy != nil {
+		cm.Data["network-policy"] = fmt.Sprint(*o.NetworkPolicy)
 	}
 	if err := labPodSpec(&ds.Spec.Template.Spec, o); err != nil {
 		return nil, fmt.Errorf("deploy/duet.yaml: DaemonSet %s: %w", ds.Name, err)

@@ -105,8 +105,13 @@ func TestLabImageAndConfig(t *testing.T) {
 	// Empty Families and Routing keep the manifest's.
 	o := labOpts
 	o.Families, o.Routing = "", ""
-	if d := lab(t, o).cm.Data; d["families"] != "dual" || d["routing"] != "direct" {
-		t.Errorf("ConfigMap data %v, want the manifest's dual, direct", d)
+	if d := lab(t, o).cm.Data; d["families"] != "dual" || d["routing"] != "direct" || d["network-policy"] != "true" {
+		t.Errorf("ConfigMap data %v, want the manifest's dual, direct, true", d)
+	}
+	off := false
+	o.NetworkPolicy = &off
+	if d := lab(t, o).cm.Data; d["network-policy"] != "false" {
+		t.Errorf("NetworkPolicy false: ConfigMap data %v", d)
 	}
 }
 

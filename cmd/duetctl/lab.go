@@ -26,6 +26,7 @@ func labCmd() *cobra.Command {
 	o := lab.Options{}
 	var kube bool
 	var proxyMode, kubeBin, kubeSrc string
+	var netpol bool
 	up := &cobra.Command{
 		Use:   "up",
 		Short: "Build the lab: a switch, nodes running duetd, an outside namespace, and pods made by the duet plugin (--kubernetes: a real cluster with duet as its CNI)",
@@ -40,7 +41,7 @@ func labCmd() *cobra.Command {
 				if kubeSrc == "" {
 					kubeSrc = filepath.Join(filepath.Dir(self), "..", "hack", "kube")
 				}
-				ko := kubelab.Options{Nodes: o.Nodes, Family: o.Family, Routing: o.Routing, ProxyMode: proxyMode}
+				ko := kubelab.Options{Nodes: o.Nodes, Family: o.Family, Routing: o.Routing, ProxyMode: proxyMode, NoNetworkPolicy: !netpol}
 				_, err = kubelab.Up(ctx, ko, kubelab.Sources{DuetBin: filepath.Dir(self), KubeSrc: kubeSrc, KubeBin: kubeBin}, datadir, os.Stdout)
 			} else {
 				_, err = lab.Up(ctx, o, filepath.Dir(self), datadir, os.Stdout)
@@ -58,6 +59,7 @@ func labCmd() *cobra.Command {
 	up.Flags().StringVar(&o.Topology, "topology", "switched", "switched, or ndp-proxy (pods in the nodes' uplink prefix, answered by NDP proxy)")
 	up.Flags().BoolVar(&kube, "kubernetes", false, "a real Kubernetes cluster (upstream binaries built from Go modules and cached) with duet installed from deploy/duet.yaml")
 	up.Flags().StringVar(&proxyMode, "proxy-mode", "nftables", "kube-proxy's mode with --kubernetes: nftables or iptables")
+	up.Flags().BoolVar(&netpol, "network-policy", true, "with --kubernetes: duet enforces NetworkPolicy (--network-policy=false leaves every pod open)")
 	up.Flags().StringVar(&kubeBin, "kube-bin", "", "prebuilt upstream binaries (kube-apiserver, kubelet, ..., agnhost, coredns) instead of building them")
 	up.Flags().StringVar(&kubeSrc, "kube-src", "", "the upstream build module (default: hack/kube beside duetctl's bin/)")
 	var asJSON bool

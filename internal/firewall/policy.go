@@ -147,6 +147,20 @@ func renderPolicy(pods []policy.PodRules) *polState {
 			for _, pr := range f.All {
 				st.add(chain+"-all"+fam(pr), pr.String())
 			}
+			// A pod may always reach itself, as Kubernetes' own suite
+			// expects (its reachability model allows loopback): through
+			// its Service, kube-proxy's DNAT sends the packet back to the
+			// pod with the pod's own source (masquerade comes later, in
+			// postrouting), so without this a pod isolated for ingress
+			// would be refused by itself. The set is an interval set, so
+			// an address already inside one of f.All's prefixes would
+			// overlap; those are skipped.
+			for _, a := range p.Addrs {
+				if !slices.ContainsFunc(f.All, func(pr netip.Prefix) bool { return pr.Contains(a) }) {
+					pr := netip.PrefixFrom(a, a.BitLen())
+					st.add(chain+"-all"+fam(pr), pr.String())
+				}
+			}
 			for _, g := range f.ByPort {
 				ports := fmt.Sprintf("%d-%d", g.Ports.From, g.Ports.To)
 				if g.Ports.From == g.Ports.To {

@@ -33,6 +33,10 @@ type Options struct {
 	// host-local plugins with direct routes, the baseline benchmarks
 	// compare duet with in the same lab.
 	CNI string `json:"cni,omitempty"`
+	// NoNetworkPolicy turns duet's NetworkPolicy enforcement off (the
+	// manifest's network-policy "false"); the zero value enforces, as
+	// the manifest does.
+	NoNetworkPolicy bool `json:"noNetworkPolicy,omitempty"`
 }
 
 // The kube lab's ranges. Pods take the lab's pools, carved per node by

@@ -251,7 +251,7 @@ func (c *cluster) apply(manifest []byte) error {
 // dirs, the lab's image) and waits until every node is Ready: the kubelet
 // says so only once duetd has written the CNI config.
 func (c *cluster) installDuet(ctx context.Context, s lab.State) error {
-	m, err := deploy.Lab(deploy.LabOptions{Image: DuetImage, HostRoot: c.p.root, CNIBinDir: c.p.cniBin(), Families: c.o.Family, Routing: c.o.Routing})
+	m, err := deploy.Lab(deploy.LabOptions{Image: DuetImage, HostRoot: c.p.root, CNIBinDir: c.p.cniBin(), Families: c.o.Family, Routing: c.o.Routing, NetworkPolicy: ptr(!c.o.NoNetworkPolicy)})
 	if err != nil {
 		return err
 	}
@@ -309,3 +309,5 @@ func (c *cluster) installDNS(ctx context.Context) error {
 		return strings.TrimSpace(out) != "" && strings.TrimSpace(out) != "0", "no ready replica"
 	})
 }
+
+func ptr[T any](v T) *T { return &v }
