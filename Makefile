@@ -6,7 +6,7 @@ BINS := duet duet-ipam duetctl duetd duet-pause
 CNI_PLUGINS := github.com/containernetworking/plugins/plugins/meta/portmap github.com/containernetworking/plugins/plugins/main/loopback
 GO ?= go
 
-.PHONY: build test test-unit test-privileged test-kube e2e-kube kube bench bench-kube fuzz clean deps demo image
+.PHONY: build test test-unit test-privileged test-kube e2e-kube e2e-netpol kube bench bench-kube fuzz clean deps demo image
 
 build:
 	@mkdir -p bin
@@ -41,6 +41,15 @@ test-kube: build kube
 # kube-proxy nftables, and dual with iptables; prints passed/failed/skipped.
 e2e-kube: build kube
 	bash hack/e2e-kube.sh
+
+# Upstream's NetworkPolicy suite (every [sig-network] Netpol spec but
+# SCTP connectivity, which needs the sctp module) against the kube lab in
+# ipv4, ipv6 and dual; prints passed/failed/skipped per family.
+e2e-netpol: build kube
+	CONFIGS="$${CONFIGS:-ipv4/nftables ipv6/nftables dual/nftables}" \
+	FOCI='\[sig-network\] Netpol' \
+	SKIP='\[Feature:SCTPConnectivity\]|\[Serial\]|\[Disruptive\]|\[Slow\]|\[Flaky\]' \
+	OUT=/var/tmp/duet-e2e/netpol bash hack/e2e-kube.sh
 
 test-unit:
 	$(GO) test -count=1 ./internal/ipam/ ./internal/config/ ./internal/store/...

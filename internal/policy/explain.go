@@ -70,6 +70,7 @@ func explainDir(b *strings.Builder, dir Dir, d *Direction, owner map[netip.Addr]
 	for _, n := range d.Notes {
 		fmt.Fprintf(b, "  note: %s\n", n)
 	}
+	fmt.Fprintf(b, "  always: the pod's own addresses (a pod reaches itself, through its Service too), replies of allowed connections, neighbour discovery\n")
 	for _, fam := range []struct {
 		name string
 		v6   bool
