@@ -23,8 +23,8 @@ package policybench
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"os/exec"
