@@ -20,7 +20,7 @@ import (
 //	  chain forward            hook forward: after kube-proxy's DNAT
 //	                           (prerouting), before masquerade (postrouting)
 //	    ct state established,related accept
-//	    meta l4proto ipv6-icmp jump nd-mld      ND and MLD pass, RA drops
+//	    meta l4proto icmpv6 jump nd-mld      ND and MLD pass, RA drops
 //	    ip6 saddr vmap @egress6                 jump out-<pod>: return or drop
 //	    ip saddr vmap @egress4
 //	    ip6 daddr vmap @ingress6                goto in-<pod>: accept or drop
@@ -59,7 +59,7 @@ const (
 
 var polForwardRules = []rule{
 	{"ct state established,related accept", "duet-policy: replies and related traffic"},
-	{"meta l4proto ipv6-icmp jump " + polICMPv6, "duet-policy: neighbour discovery and MLD"},
+	{"meta l4proto icmpv6 jump " + polICMPv6, "duet-policy: neighbour discovery and MLD"},
 	{"ip6 saddr vmap @" + polEgress6, "duet-policy: egress of isolated pods (IPv6)"},
 	{"ip saddr vmap @" + polEgress4, "duet-policy: egress of isolated pods (IPv4)"},
 	{"ip6 daddr vmap @" + polIngress6, "duet-policy: ingress of isolated pods (IPv6)"},

@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"net/netip"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -390,5 +391,34 @@ func TestPolicyChainName(t *testing.T) {
 	long := polChainName(policy.Ingress, "ns/"+strings.Repeat("x", 250)+"!")
 	if len(long) > 80 || strings.Contains(long, "!") {
 		t.Errorf("long name %q", long)
+	}
+}
+
+// TestPolicyRulesNeedNoProtocolsFile: nft resolves a protocol name that is
+// not one of its own keywords through /etc/protocols, which duet's
+// container image does not have ("Could not resolve protocol name" for
+// ipv6-icmp, found on the kube lab). Every protocol the rules name must be
+// a keyword or a number.
+func TestPolicyRulesNeedNoProtocolsFile(t *testing.T) {
+	keywords := map[string]bool{"tcp": true, "udp": true, "sctp": true, "icmp": true, "icmpv6": true}
+	var rules []rule
+	rules = append(rules, polForwardRules...)
+	rules = append(rules, polICMPv6Rules...)
+	rules = append(rules, polPodRules(policy.Ingress, "in-x")...)
+	rules = append(rules, polPodRules(policy.Egress, "out-x")...)
+	for _, r := range rules {
+		f := strings.Fields(r.expr)
+		for i := 0; i+2 < len(f); i++ {
+			if f[i] == "meta" && f[i+1] == "l4proto" && f[i+2] != "." && !keywords[f[i+2]] {
+				if _, err := strconv.Atoi(f[i+2]); err != nil {
+					t.Errorf("rule %q names protocol %q, which nft looks up in /etc/protocols", r.expr, f[i+2])
+				}
+			}
+		}
+	}
+	for _, p := range []policy.Proto{policy.TCP, policy.UDP, policy.SCTP} {
+		if !keywords[p.String()] {
+			t.Errorf("set elements name protocol %q, which nft looks up in /etc/protocols", p)
+		}
 	}
 }

@@ -287,7 +287,7 @@ func protoNumber(t *testing.T, name string) policy.Proto {
 		return policy.UDP
 	case "sctp":
 		return policy.SCTP
-	case "ipv6-icmp":
+	case "ipv6-icmp", "icmpv6":
 		return policy.ICMPv6
 	case "icmp":
 		return policy.ICMP
