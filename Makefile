@@ -32,7 +32,8 @@ kube:
 	bash hack/kube/build.sh
 
 # The kube lab for real (root): lab up --kubernetes (dual, kube-proxy
-# nftables), connectivity, upstream [Feature:IPv6DualStack], lab down.
+# nftables), connectivity, upstream [Feature:IPv6DualStack] and Netpol
+# (duet enforcing NetworkPolicy), lab down.
 # DUET_KUBE_FAMILY, DUET_KUBE_PROXY and DUET_KUBE_FOCUS pick others.
 test-kube: build kube
 	$(GO) test -tags kubelab -count=1 -v -timeout 80m -run TestKubeLab ./internal/kubelab/
