@@ -7,7 +7,6 @@ package protect
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"os/exec"
 	"path/filepath"
@@ -128,40 +127,10 @@ func BenchmarkThroughputVsPods(b *testing.B) {
 				continue // one family is enough for a per-packet cost; IPv6 it is
 			}
 			for r := 0; r < 2; r++ {
-				best = max(best, iperf(b, cli, srv, ip.Address.IP.String()))
+				best = max(best, kerneltest.Iperf3(b, cli, srv, ip.Address.IP.String(), 5201, 3))
 			}
 		}
 		b.Logf("single TCP flow between two protected pods with %4d pods on the host: %.2f Gbit/s (best of 2)", want, best)
 		b.ReportMetric(best, fmt.Sprintf("gbps-%dpods", want))
 	}
-}
-
-func iperf(b *testing.B, cli, srv, dst string) float64 {
-	s := exec.Command("ip", "netns", "exec", srv, "iperf3", "-s", "-1", "-B", dst)
-	if err := s.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer func() { _ = s.Process.Kill(); _ = s.Wait() }()
-	var out []byte
-	var err error
-	for try := 0; try < 50; try++ {
-		time.Sleep(100 * time.Millisecond)
-		if out, err = exec.Command("ip", "netns", "exec", cli, "iperf3", "-J", "-t", "3", "-c", dst).Output(); err == nil {
-			break
-		}
-	}
-	if err != nil {
-		b.Fatalf("iperf3: %v\n%s", err, out)
-	}
-	var r struct {
-		End struct {
-			SumReceived struct {
-				BitsPerSecond float64 `json:"bits_per_second"`
-			} `json:"sum_received"`
-		} `json:"end"`
-	}
-	if err := json.Unmarshal(out, &r); err != nil || r.End.SumReceived.BitsPerSecond == 0 {
-		b.Fatalf("iperf3 output: %v\n%s", err, out)
-	}
-	return r.End.SumReceived.BitsPerSecond / 1e9
 }
