@@ -101,6 +101,9 @@ func TestKubeLab(t *testing.T) {
 			t.Fatalf("%v (%d passed, %d failed, %d skipped)", err, res.Passed, res.Failed, res.Skipped)
 		}
 	})
+	if o.Family == "dual" {
+		t.Run("seed 004 NetworkPolicy", func(t *testing.T) { seed004(t, s) })
+	}
 	// Upstream's whole NetworkPolicy suite in dual (make e2e-netpol runs
 	// it in every family): ipBlock with except, egress, default deny in
 	// TCP and UDP, named ports, namespace selectors, updates, and SCTP
@@ -118,6 +121,65 @@ func TestKubeLab(t *testing.T) {
 			t.Fatal("no Netpol spec ran")
 		}
 	})
+}
+
+// seed004 applies seed 004's IPv6 policy to a pod and checks, with real
+// connections between pods on two nodes, what the seed says and what
+// Kubernetes makes of it: IPv6 in from fd00::/8 (the lab's pods are in
+// it) passes; IPv4 is cut off both ways, since the policy names no IPv4
+// peer; IPv6 out to other pods is refused, because the lab's pods are
+// ULAs and the seed excepts fc00::/7. Its IPv4 twin then opens IPv4 in
+// from 10.0.0.0/8, and still refuses IPv4 out to 10.0.0.0/8.
+func seed004(t *testing.T, s lab.State) {
+	k := s.Kubernetes
+	kubectl := func(args ...string) (string, error) {
+		out, err := exec.Command(k.Kubectl, append([]string{"--kubeconfig", k.Kubeconfig}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	must := func(args ...string) string {
+		t.Helper()
+		out, err := kubectl(args...)
+		if err != nil {
+			t.Fatalf("kubectl %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	t.Cleanup(func() { _, _ = kubectl("delete", "namespace", "seed-004", "--wait=false") })
+	must("apply", "-f", "testdata/seed004.yaml")
+	must("-n", "seed-004", "wait", "--for=condition=Ready", "pod", "--all", "--timeout=120s")
+	ips := func(pod string) []string {
+		return strings.Fields(must("-n", "seed-004", "get", "pod", pod, "-o", "jsonpath={.status.podIPs[*].ip}"))
+	}
+	app, client := ips("myapp"), ips("client")
+	if len(app) != 2 || len(client) != 2 {
+		t.Fatalf("pods' IPs: myapp %v, client %v; want one of each family, IPv6 first", app, client)
+	}
+	// expect polls: a policy applies within moments of its creation, and
+	// a connection refused by policy times out.
+	expect := func(from, ip string, want bool) {
+		t.Helper()
+		addr := ip + ":8080"
+		if strings.Contains(ip, ":") {
+			addr = "[" + ip + "]:8080"
+		}
+		var got bool
+		for try := 0; try < 5; try++ {
+			_, err := kubectl("-n", "seed-004", "exec", from, "--", "/agnhost", "connect", addr, "--timeout=2s", "--protocol=tcp")
+			if got = err == nil; got == want {
+				return
+			}
+			time.Sleep(time.Second)
+		}
+		t.Errorf("%s -> %s: connected %v, want %v", from, addr, got, want)
+	}
+	expect("client", app[0], true)    // IPv6 in, from fd00::/8
+	expect("client", app[1], false)   // IPv4 in: no IPv4 peer
+	expect("myapp", client[0], false) // IPv6 out to a ULA: fc00::/7 excepted
+	expect("myapp", client[1], false) // IPv4 out: no IPv4 peer
+	must("apply", "-f", "testdata/seed004-ipv4.yaml")
+	expect("client", app[1], true)    // IPv4 in, from 10.0.0.0/8
+	expect("myapp", client[1], false) // IPv4 out to 10.0.0.0/8: excepted
+	expect("client", app[0], true)    // the IPv6 policy still holds
 }
 
 // leftovers lists what the kube lab may leave behind: namespaces,
