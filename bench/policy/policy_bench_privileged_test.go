@@ -22,6 +22,7 @@ package policybench
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -286,7 +287,7 @@ func (c cluster) objects() []k8sruntime.Object {
 // controller runs the real NetworkPolicy controller over a fake
 // clientset holding c, into s, until the benchmark ends; it returns when
 // the first sync is in the kernel, and how long that took.
-func controller(b *testing.B, c cluster, s *sink) (*fake.Clientset, time.Duration) {
+func controller(b *testing.B, c cluster, s *sink) (*fake.Clientset, time.Duration, func()) {
 	client := fake.NewClientset(c.objects()...)
 	first := make(chan struct{})
 	var once sync.Once
@@ -299,13 +300,15 @@ func controller(b *testing.B, c cluster, s *sink) (*fake.Clientset, time.Duratio
 	done := make(chan struct{})
 	start := time.Now()
 	go func() { defer close(done); pol.Run(ctx, time.Second) }()
-	b.Cleanup(func() { cancel(); <-done })
+	var stopOnce sync.Once
+	stop := func() { stopOnce.Do(func() { cancel(); <-done }) }
+	b.Cleanup(stop)
 	select {
 	case <-first:
 	case <-time.After(5 * time.Minute):
 		b.Fatal("no first sync in 5 minutes")
 	}
-	return client, time.Since(start)
+	return client, time.Since(start), stop
 }
 
 // BenchmarkPolicyEnforce: create a policy that selects the server (or
@@ -324,7 +327,7 @@ func BenchmarkPolicyEnforce(b *testing.B) {
 		s := &sink{node: n.nodeNS}
 		// Each size starts from an empty table.
 		kerneltest.Run(b, "ip", "netns", "exec", n.node, "sh", "-c", "nft delete table inet "+firewall.PolicyTable+" 2>/dev/null; true")
-		client, _ := controller(b, c, s)
+		client, _, stop := controller(b, c, s)
 		ctx := context.Background()
 		// wait returns the time from act to the kernel holding what
 		// cond sees, and the part of it spent in the sink (nft).
@@ -379,6 +382,7 @@ func BenchmarkPolicyEnforce(b *testing.B) {
 				}
 			}))
 		}
+		stop()
 		report = append(report,
 			fmt.Sprintf("policy created -> enforced, %5d policies: p50 %s  p99 %s  (%d rounds)", size+1, ms(pct(created, 50)), ms(pct(created, 99)), rounds),
 			fmt.Sprintf("pod labelled   -> enforced, %5d policies: p50 %s  p99 %s  (%d rounds)", size+1, ms(pct(labelled, 50)), ms(pct(labelled, 99)), rounds),
@@ -407,7 +411,9 @@ func BenchmarkPolicyDataPath(b *testing.B) {
 		name     string
 		policies int // -1: no table at all
 	}
-	configs := []config{{"no policy table (reference)", -1}, {"server isolated, 1 policy", 0}, {"+ 100 policies on other pods", 100}, {"+ 10,000 policies on other pods", 10000}}
+	// The reference runs first and last, so drift during the run shows.
+	configs := []config{{"no policy table (reference)", -1}, {"server isolated, 1 policy", 0},
+		{"+ 100 policies on other pods", 100}, {"+ 10,000 policies on other pods", 10000}, {"no policy table (reference, again)", -1}}
 	type figures struct{ gbit, conns [2]float64 }
 	results := make([]figures, len(configs))
 	elements := make([]int, len(configs))
@@ -416,35 +422,43 @@ func BenchmarkPolicyDataPath(b *testing.B) {
 		if cf.policies >= 0 {
 			c := base(n)
 			c.others(100, cf.policies)
-			s := &sink{node: n.nodeNS}
-			syncOnce(b, c, s)
-			elements[i] = tableElements(b, n.node)
+			_, _, stop := controller(b, c, &sink{node: n.nodeNS})
+			stop() // the table stays; nothing changes it while measured
+			_, elements[i] = tableSize(b, n.node)
 		}
 		for f := range 2 {
-			results[i].gbit[f] = kerneltest.Iperf3(b, n.client.name, n.server.name, n.server.addrs[f].String(), iperfPort, 3)
+			var gbit []float64
+			for range 3 {
+				gbit = append(gbit, kerneltest.Iperf3(b, n.client.name, n.server.name, n.server.addrs[f].String(), iperfPort, 2))
+			}
+			results[i].gbit[f] = median(gbit)
 			results[i].conns[f] = connRate(b, n.client, n.server.addrs[f], 5, 400*time.Millisecond)
 		}
 	}
 	var out []string
-	out = append(out, fmt.Sprintf("%-34s %12s %12s %12s %12s %9s", "", "IPv6 Gbit/s", "IPv4 Gbit/s", "IPv6 conn/s", "IPv4 conn/s", "elements"))
+	out = append(out, fmt.Sprintf("%-36s %12s %12s %12s %12s %9s", "", "IPv6 Gbit/s", "IPv4 Gbit/s", "IPv6 conn/s", "IPv4 conn/s", "elements"))
 	for i, cf := range configs {
 		r := results[i]
-		out = append(out, fmt.Sprintf("%-34s %12.2f %12.2f %12.0f %12.0f %9d", cf.name, r.gbit[0], r.gbit[1], r.conns[0], r.conns[1], elements[i]))
+		out = append(out, fmt.Sprintf("%-36s %12.2f %12.2f %12.0f %12.0f %9d", cf.name, r.gbit[0], r.gbit[1], r.conns[0], r.conns[1], elements[i]))
 	}
-	ref := results[0]
-	for i := 1; i < len(configs); i++ {
+	first, last := results[0], results[len(results)-1]
+	var ref figures
+	for f := range 2 {
+		ref.gbit[f] = (first.gbit[f] + last.gbit[f]) / 2
+		ref.conns[f] = (first.conns[f] + last.conns[f]) / 2
+	}
+	for i := 1; i < len(configs)-1; i++ {
 		r := results[i]
-		out = append(out, fmt.Sprintf("%-34s %11.1f%% %11.1f%% %11.1f%% %11.1f%%  of the reference", configs[i].name,
+		out = append(out, fmt.Sprintf("%-36s %11.1f%% %11.1f%% %11.1f%% %11.1f%%  of the reference (mean of its two runs)", configs[i].name,
 			100*r.gbit[0]/ref.gbit[0], 100*r.gbit[1]/ref.gbit[1], 100*r.conns[0]/ref.conns[0], 100*r.conns[1]/ref.conns[1]))
 	}
-	b.Log("\n" + strings.Join(out, "\n") + "\n(single flow: iperf3 3 s; connection rate: median of 5 rounds of 400 ms)")
+	b.Log("\n" + strings.Join(out, "\n") + "\n(single flow: median of 3 iperf3 runs of 2 s; connection rate: median of 5 rounds of 400 ms, one connection at a time)")
 }
 
-// syncOnce compiles c and loads it into the kernel through the real
-// controller, returning once the first sync has run.
-func syncOnce(b *testing.B, c cluster, s *sink) time.Duration {
-	_, d := controller(b, c, s)
-	return d
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // BenchmarkPolicyFullSync: 10,000 policies over 5,000 pods in 50
@@ -456,12 +470,11 @@ func BenchmarkPolicyFullSync(b *testing.B) {
 	var before runtime.MemStats
 	runtime.ReadMemStats(&before)
 	s := &sink{node: n.nodeNS}
-	_, first := controller(b, c, s)
+	_, first, _ := controller(b, c, s)
 	runtime.GC()
 	var after runtime.MemStats
 	runtime.ReadMemStats(&after)
-	elements := tableElements(b, n.node)
-	chains := strings.Count(kerneltest.Run(b, "ip", "netns", "exec", n.node, "nft", "list", "chains", "inet", firewall.PolicyTable), "chain ")
+	chains, elements := tableSize(b, n.node)
 	b.Logf("\nfull sync, %d policies over %d pods (%d on this node): %s from start to the first sync in the kernel (informers' list, compile, one nft transaction)\n"+
 		"heap in use after sync: %.1f MiB (%.1f MiB before the controller, objects of the fake API server included)\n"+
 		"table inet %s: %d chains, %d set and map elements",
@@ -513,31 +526,32 @@ func fullCluster(pods, policies, namespaces, local int) cluster {
 	return c
 }
 
-// tableElements counts the elements of every set and map in the node's
-// policy table.
-func tableElements(b *testing.B, node string) int {
-	text := kerneltest.Run(b, "ip", "netns", "exec", node, "nft", "list", "table", "inet", firewall.PolicyTable)
-	count := 0
-	in := false
-	for _, l := range strings.Split(text, "\n") {
-		l = strings.TrimSpace(l)
-		if strings.HasPrefix(l, "elements = {") {
-			in = true
-			l = strings.TrimPrefix(l, "elements = {")
-		}
-		if !in {
-			continue
-		}
-		for _, e := range strings.Split(l, ",") {
-			if strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(e), "}")) != "" {
-				count++
+// tableSize counts the chains of the node's policy table and the
+// elements of its sets and maps, from nft's JSON.
+func tableSize(b *testing.B, node string) (chains, elements int) {
+	out, err := exec.Command("ip", "netns", "exec", node, "nft", "-j", "list", "table", "inet", firewall.PolicyTable).Output()
+	if err != nil {
+		b.Fatalf("nft -j list table: %v", err)
+	}
+	var doc struct {
+		Nftables []map[string]struct {
+			Elem []json.RawMessage `json:"elem"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal(out, &doc); err != nil {
+		b.Fatalf("nft -j: %v", err)
+	}
+	for _, o := range doc.Nftables {
+		for kind, v := range o {
+			switch kind {
+			case "chain":
+				chains++
+			case "set", "map":
+				elements += len(v.Elem)
 			}
 		}
-		if strings.HasSuffix(l, "}") {
-			in = false
-		}
 	}
-	return count
+	return chains, elements
 }
 
 // acceptAll accepts TCP connections on port in p, both families, and

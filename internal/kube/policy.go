@@ -174,7 +174,6 @@ func (p *Policies) sync(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	res, problems := netpol.Compile(pols, pods, nss)
 	local := map[string]bool{}
 	localNS := map[string]bool{}
 	for _, pod := range pods {
@@ -183,12 +182,11 @@ func (p *Policies) sync(ctx context.Context) error {
 			localNS[pod.Namespace] = true
 		}
 	}
-	var mine []policy.PodRules
-	for _, r := range res.Pods {
-		if local[r.Key()] {
-			mine = append(mine, r)
-		}
-	}
+	// Only this node's pods are compiled (every pod is still a peer): the
+	// cost of a sync follows the policies selecting pods here, not the
+	// cluster's.
+	res, problems := netpol.CompileFor(pols, pods, nss, func(ns, name string) bool { return local[ns+"/"+name] })
+	mine := res.Pods
 	p.report(problems, localNS)
 	err = p.cfg.Sink.Sync(ctx, mine)
 	p.mu.Lock()

@@ -6,7 +6,10 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/apimachinery/pkg/labels"
+
 	"github.com/duetnet/duet/internal/policy"
+	"github.com/duetnet/duet/internal/policy/netpol"
 )
 
 // PodPolicy is what the last compile made of one pod: the answer to
@@ -45,8 +48,18 @@ func (p *Policies) Pod(ns, name string) (PodPolicy, error) {
 		return PodPolicy{}, ErrNotSynced
 	}
 	key := ns + "/" + name
-	pp := PodPolicy{Pod: key, Here: c.local[key], Explain: c.res.Explain(ns, name), Compiled: c.at}
-	if r, ok := c.res.Pod(ns, name); ok {
+	res, at := c.res, c.at
+	if !c.local[key] {
+		// The sync compiles this node's pods only; another pod's rules
+		// are compiled now, from the same caches.
+		var err error
+		if res, err = p.compileOne(ns, name); err != nil {
+			return PodPolicy{}, err
+		}
+		at = time.Now()
+	}
+	pp := PodPolicy{Pod: key, Here: c.local[key], Explain: res.Explain(ns, name), Compiled: at}
+	if r, ok := res.Pod(ns, name); ok {
 		rules := *r
 		pp.Rules = &rules
 	}
@@ -62,6 +75,24 @@ func (p *Policies) Pod(ns, name string) (PodPolicy, error) {
 		pp.SyncError = c.syncErr.Error()
 	}
 	return pp, nil
+}
+
+// compileOne compiles pod ns/name's rules from the informers' caches.
+func (p *Policies) compileOne(ns, name string) (policy.Result, error) {
+	pols, err := p.pols.List(labels.Everything())
+	if err != nil {
+		return policy.Result{}, err
+	}
+	pods, err := p.pods.List(labels.Everything())
+	if err != nil {
+		return policy.Result{}, err
+	}
+	nss, err := p.nss.List(labels.Everything())
+	if err != nil {
+		return policy.Result{}, err
+	}
+	res, _ := netpol.CompileFor(pols, pods, nss, func(n, m string) bool { return n == ns && m == name })
+	return res, nil
 }
 
 // String is the text duetctl prints: the explanation, then where it is

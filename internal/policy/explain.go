@@ -23,10 +23,13 @@ func (r *Result) Explain(namespace, name string) string {
 		}
 		return fmt.Sprintf("pod %s: unknown\n", key)
 	}
-	owner := map[netip.Addr]string{}
-	for _, q := range r.Pods {
-		for _, a := range q.Addrs {
-			owner[a] = q.Key()
+	owner := r.Owners
+	if owner == nil {
+		owner = map[netip.Addr]string{}
+		for _, q := range r.Pods {
+			for _, a := range q.Addrs {
+				owner[a] = q.Key()
+			}
 		}
 	}
 	var b strings.Builder

@@ -174,6 +174,9 @@ type Skipped struct {
 type Result struct {
 	Pods    []PodRules
 	Skipped []Skipped
+	// Owners names the pod ("ns/name") of every address that takes part,
+	// for explanations, including pods not in Pods (netpol.CompileFor).
+	Owners map[netip.Addr]string `json:"-"`
 }
 
 // Pod finds a pod by namespace and name.

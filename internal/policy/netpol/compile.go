@@ -39,6 +39,9 @@ type compiler struct {
 	byNS     map[string][]*pod
 	nsLabels map[string]labels.Set
 	problems []Problem
+	// checkOnly: rules are read for their problems only, and match no
+	// peers (a policy that selects no wanted pod).
+	checkOnly bool
 }
 
 // Compile turns policies, pods and namespaces into the rules each pod is
@@ -51,15 +54,31 @@ type compiler struct {
 // A namespace missing from nss is taken to have only the label the API
 // server puts on every namespace, kubernetes.io/metadata.name.
 func Compile(pols []*netv1.NetworkPolicy, pods []*corev1.Pod, nss []*corev1.Namespace) (policy.Result, []Problem) {
+	return CompileFor(pols, pods, nss, nil)
+}
+
+// CompileFor is Compile for the pods want accepts (nil: every pod): every
+// pod is still a peer, but only the wanted ones are in Result.Pods, so a
+// node compiles its own pods' rules, not the cluster's. Result.Owners
+// names the owner of every address, wanted or not, for explanations. A
+// policy selecting no wanted pod is only checked: its problems are
+// reported, its peers not matched.
+func CompileFor(pols []*netv1.NetworkPolicy, pods []*corev1.Pod, nss []*corev1.Namespace, want func(namespace, name string) bool) (policy.Result, []Problem) {
 	c := &compiler{byNS: map[string][]*pod{}, nsLabels: map[string]labels.Set{}}
 	var res policy.Result
 	res.Skipped = c.addPods(pods)
 	c.addNamespaces(nss)
 
-	rules := make(map[string]*policy.PodRules, len(c.pods))
+	res.Owners = make(map[netip.Addr]string, 2*len(c.pods))
 	for _, p := range c.pods {
-		res.Pods = append(res.Pods, policy.PodRules{Namespace: p.ns, Name: p.name, Addrs: p.addrs})
+		for _, a := range p.addrs {
+			res.Owners[a] = p.key()
+		}
+		if want == nil || want(p.ns, p.name) {
+			res.Pods = append(res.Pods, policy.PodRules{Namespace: p.ns, Name: p.name, Addrs: p.addrs})
+		}
 	}
+	rules := make(map[string]*policy.PodRules, len(res.Pods))
 	for i := range res.Pods {
 		rules[res.Pods[i].Key()] = &res.Pods[i]
 	}
@@ -85,11 +104,26 @@ func (c *compiler) apply(pol *netv1.NetworkPolicy, rules map[string]*policy.PodR
 	in, eg := c.policyTypes(pol)
 	var selected []*pod
 	for _, p := range c.byNS[pol.Namespace] {
-		if sel.Matches(p.labels) {
+		if rules[p.key()] != nil && sel.Matches(p.labels) {
 			selected = append(selected, p)
 		}
 	}
 	if len(selected) == 0 {
+		// Nothing to compile here, but its problems are still reported.
+		c.checkOnly = true
+		defer func() { c.checkOnly = false }()
+		for i := range pol.Spec.Ingress {
+			if in {
+				r := &pol.Spec.Ingress[i]
+				c.rule(pol, policy.Ref{Namespace: pol.Namespace, Name: pol.Name, Dir: policy.Ingress, Index: i}, r.From, r.Ports)
+			}
+		}
+		for i := range pol.Spec.Egress {
+			if eg {
+				r := &pol.Spec.Egress[i]
+				c.rule(pol, policy.Ref{Namespace: pol.Namespace, Name: pol.Name, Dir: policy.Egress, Index: i}, r.To, r.Ports)
+			}
+		}
 		return
 	}
 	if in {

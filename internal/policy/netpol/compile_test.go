@@ -244,6 +244,17 @@ func TestCompile(t *testing.T) {
 				t.Fatalf("problems: %v", probs)
 			}
 			check(t, res, tc.probes)
+			// CompileFor one pod (as a node compiles its own) gives that
+			// pod what Compile gives it, and no other pod.
+			for _, want := range res.Pods {
+				one, probs := CompileFor(tc.pols, pods, nss, func(ns, name string) bool { return ns == want.Namespace && name == want.Name })
+				if len(probs) > 0 || len(one.Pods) != 1 {
+					t.Fatalf("CompileFor %s: %d pods, problems %v", want.Key(), len(one.Pods), probs)
+				}
+				if a, b := res.Explain(want.Namespace, want.Name), one.Explain(want.Namespace, want.Name); a != b {
+					t.Errorf("CompileFor %s differs from Compile:\n%s\n---\n%s", want.Key(), b, a)
+				}
+			}
 		})
 	}
 }

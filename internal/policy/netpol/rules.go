@@ -29,6 +29,25 @@ type crule struct {
 	hasPorts bool               // the rule lists ports (none listed: all traffic)
 	ports    []policy.PortRange // numeric ports and protocol-only entries
 	named    []namedPort
+
+	// union is allPeers' answer, computed once: every pod the policy
+	// selects shares it (read-only), so a policy selecting many pods
+	// costs one Union, not one per pod.
+	union    []netip.Prefix
+	unionSet bool
+}
+
+// allPeers is the rule's peers as prefixes: its ipBlocks and its pods'
+// addresses, as one policy.Union. Callers must not modify it.
+func (cr *crule) allPeers() []netip.Prefix {
+	if !cr.unionSet {
+		peers := slices.Clone(cr.blocks)
+		for _, p := range cr.peers {
+			peers = append(peers, hosts(p.addrs)...)
+		}
+		cr.union, cr.unionSet = policy.Union(peers), true
+	}
+	return cr.union
 }
 
 type namedPort struct {
@@ -167,6 +186,9 @@ func (c *compiler) selectPeers(policyNS string, podSel, nsSel *metav1.LabelSelec
 			where = "in all namespaces"
 		}
 	}
+	if c.checkOnly {
+		return nil, "", nil
+	}
 	var out []*pod
 	for _, ns := range namespaces {
 		for _, p := range c.byNS[ns] {
@@ -261,16 +283,12 @@ func (cr *crule) ingress(self *pod, d *policy.Direction) {
 		d.Notes = append(d.Notes, fmt.Sprintf("%s allows nothing: this pod has no port named %s", cr.ref, cr.namedList()))
 		return
 	}
-	var peers []netip.Prefix
-	peers = append(peers, cr.blocks...)
-	for _, p := range cr.peers {
-		peers = append(peers, hosts(p.addrs)...)
-	}
+	peers := cr.allPeers()
 	if !cr.any && len(peers) == 0 {
 		d.Notes = append(d.Notes, fmt.Sprintf("%s allows nothing: its peers match no address", cr.ref))
 		return
 	}
-	d.Rules = append(d.Rules, policy.Rule{Source: cr.ref, AnyPeer: cr.any, Peers: policy.Union(peers), Ports: policy.MergePorts(ports), PeerText: cr.text})
+	d.Rules = append(d.Rules, policy.Rule{Source: cr.ref, AnyPeer: cr.any, Peers: peers, Ports: policy.MergePorts(ports), PeerText: cr.text})
 }
 
 // egress returns the rule's Rules, the same for every selected pod: named
@@ -280,15 +298,11 @@ func (cr *crule) ingress(self *pod, d *policy.Direction) {
 // the pods inside it.
 func (cr *crule) egress(c *compiler) ([]policy.Rule, []string) {
 	if !cr.hasPorts {
-		var peers []netip.Prefix
-		peers = append(peers, cr.blocks...)
-		for _, p := range cr.peers {
-			peers = append(peers, hosts(p.addrs)...)
-		}
+		peers := cr.allPeers()
 		if !cr.any && len(peers) == 0 {
 			return nil, []string{fmt.Sprintf("%s allows nothing: its peers match no address", cr.ref)}
 		}
-		return []policy.Rule{{Source: cr.ref, AnyPeer: cr.any, Peers: policy.Union(peers), PeerText: cr.text}}, nil
+		return []policy.Rule{{Source: cr.ref, AnyPeer: cr.any, Peers: peers, PeerText: cr.text}}, nil
 	}
 	var out []policy.Rule
 	base := policy.MergePorts(cr.ports)
