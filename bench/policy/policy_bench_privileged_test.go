@@ -402,11 +402,11 @@ func BenchmarkPolicyEnforce(b *testing.B) {
 		}
 		stop()
 		report = append(report,
-			fmt.Sprintf("policy created -> enforced, %5d policies: p50 %s  p99 %s  (nft transaction p50 %s)", size+1, ms(pct(created, 50)), ms(pct(created, 99)), ms(pct(nftCreated, 50))),
-			fmt.Sprintf("pod labelled   -> enforced, %5d policies: p50 %s  p99 %s  (nft transaction p50 %s)", size+1, ms(pct(labelled, 50)), ms(pct(labelled, 99)), ms(pct(nftLabelled, 50))),
+			fmt.Sprintf("policy created -> enforced, %5d policies: p50 %s  p99 %s  (in the syncer: render, diff, nft: p50 %s)", size+1, ms(pct(created, 50)), ms(pct(created, 99)), ms(pct(nftCreated, 50))),
+			fmt.Sprintf("pod labelled   -> enforced, %5d policies: p50 %s  p99 %s  (in the syncer: render, diff, nft: p50 %s)", size+1, ms(pct(labelled, 50)), ms(pct(labelled, 99)), ms(pct(nftLabelled, 50))),
 			fmt.Sprintf("  %d rounds each; %d syncs ran without the change yet", rounds, syncsBefore))
 	}
-	b.Log("\n" + strings.Join(report, "\n") + "\n(reference: the issue's \"within milliseconds\"; the controller recompiles the whole cluster per change, coalesced)")
+	b.Log("\n" + strings.Join(report, "\n") + "\n(reference: the issue's \"within milliseconds\"; the controller recompiles this node's pods after each change, coalesced)")
 }
 
 // selects says whether pod's ingress lists policy.
@@ -496,7 +496,7 @@ func BenchmarkPolicyFullSync(b *testing.B) {
 	s.mu.Lock()
 	inNFT := s.lastNFT
 	s.mu.Unlock()
-	b.Logf("\nfull sync, %d policies over %d pods (%d on this node): %s from start to the first sync in the kernel (informers' list, compile, one nft transaction of %s)\n"+
+	b.Logf("\nfull sync, %d policies over %d pods (%d on this node): %s from start to the first sync in the kernel (informers' list, compile, the syncer (render, diff, one nft transaction) %s)\n"+
 		"heap in use after sync: %.1f MiB (%.1f MiB before the controller, objects of the fake API server included)\n"+
 		"table inet %s: %d chains, %d set and map elements",
 		len(c.pols), len(c.pods), 100, first.Round(time.Millisecond), inNFT.Round(time.Millisecond), float64(after.HeapInuse)/(1<<20), float64(before.HeapInuse)/(1<<20),
