@@ -321,8 +321,13 @@ func TestAgentContainer(t *testing.T) {
 			continue
 		}
 		g := p.HTTPGet
-		if g.Host != "127.0.0.1" || g.Port.IntValue() != 9641 || g.Path != "/healthz" || httpAddr != g.Host+":"+g.Port.String() {
-			t.Errorf("%s probe %s:%s%s, want 127.0.0.1:9641/healthz, where --http=%s serves", name, g.Host, g.Port.String(), g.Path, httpAddr)
+		// Readiness also says whether NetworkPolicy is enforced.
+		path := "/healthz"
+		if name == "readiness" {
+			path = "/readyz"
+		}
+		if g.Host != "127.0.0.1" || g.Port.IntValue() != 9641 || g.Path != path || httpAddr != g.Host+":"+g.Port.String() {
+			t.Errorf("%s probe %s:%s%s, want 127.0.0.1:9641%s, where --http=%s serves", name, g.Host, g.Port.String(), g.Path, path, httpAddr)
 		}
 	}
 }

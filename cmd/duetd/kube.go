@@ -146,10 +146,15 @@ func runKube(ctx context.Context, log *slog.Logger, o options, kf *kubeFlags) er
 		}
 		defer pol.stop()
 	}
-	stopServing, err := serve(ctx, log, o, a, m, func() (int, string) {
+	healthz := func() (int, string) {
 		st := a.Status()
 		return health(st, o.interval, conf.notReady(st))
-	}, pol.routes)
+	}
+	readyz := func() (int, string) {
+		code, msg := healthz()
+		return ready(code, msg, pol.syncError())
+	}
+	stopServing, err := serve(ctx, log, o, a, m, healthz, readyz, pol.routes)
 	if err != nil {
 		return err
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net/http"
 	"net/netip"
@@ -68,6 +69,29 @@ func TestHealth(t *testing.T) {
 		code, body := health(c.st, time.Second, c.notReady)
 		if code != c.code || !strings.HasPrefix(body, c.body) {
 			t.Errorf("%s: %d %q, want %d %q", c.name, code, body, c.code, c.body)
+		}
+	}
+}
+
+// TestReady: /readyz is /healthz's answer, and 503 while NetworkPolicy
+// is not enforced; an unhealthy duetd says so first.
+func TestReady(t *testing.T) {
+	nft := errors.New("table inet duet-policy: Could not resolve protocol name")
+	for _, c := range []struct {
+		name      string
+		code      int
+		msg       string
+		policyErr error
+		wantCode  int
+		wantBody  string
+	}{
+		{"healthy, policy synced", http.StatusOK, "ok", nil, http.StatusOK, "ok"},
+		{"healthy, policy failing", http.StatusOK, "ok", nft, http.StatusServiceUnavailable, "not ready: NetworkPolicy is not enforced on this node: table inet duet-policy: Could not resolve"},
+		{"not ready anyway", http.StatusServiceUnavailable, "not ready: no podCIDRs", nft, http.StatusServiceUnavailable, "not ready: no podCIDRs"},
+	} {
+		code, body := ready(c.code, c.msg, c.policyErr)
+		if code != c.wantCode || !strings.HasPrefix(body, c.wantBody) {
+			t.Errorf("%s: %d %q, want %d %q", c.name, code, body, c.wantCode, c.wantBody)
 		}
 	}
 }

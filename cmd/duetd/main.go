@@ -262,7 +262,7 @@ func run(ctx context.Context, log *slog.Logger, o options, ef *etcdFlags) error 
 		return err
 	}
 	defer stopBGP()
-	stopServing, err := serve(ctx, log, o, a, m, func() (int, string) { return health(a.Status(), interval, "") })
+	stopServing, err := serve(ctx, log, o, a, m, func() (int, string) { return health(a.Status(), interval, "") }, nil)
 	if err != nil {
 		return err
 	}

@@ -72,6 +72,15 @@ func (c *policyController) stop() {
 	c.events.Shutdown()
 }
 
+// syncError is the policy controller's last sync error; nil without
+// --network-policy (c nil).
+func (c *policyController) syncError() error {
+	if c == nil {
+		return nil
+	}
+	return c.pol.SyncError()
+}
+
 // routes adds GET /policy to duetd's socket; without --network-policy
 // (c nil) it answers why there is nothing to show.
 func (c *policyController) routes(mux *http.ServeMux) {

@@ -18,9 +18,10 @@ import (
 )
 
 // serve answers duetctl on the socket (/status, and what routes add)
-// and, unless --http is empty, /healthz (from healthz) and /metrics; the
-// returned func stops HTTP.
-func serve(ctx context.Context, log *slog.Logger, o options, a *agent.Agent, m *metrics, healthz func() (int, string), routes ...func(*http.ServeMux)) (func(), error) {
+// and, unless --http is empty, /healthz (from healthz, for liveness),
+// /readyz (from readyz, for readiness; healthz when nil) and /metrics;
+// the returned func stops HTTP.
+func serve(ctx context.Context, log *slog.Logger, o options, a *agent.Agent, m *metrics, healthz, readyz func() (int, string), routes ...func(*http.ServeMux)) (func(), error) {
 	if err := serveSocket(ctx, o.sock, a, routes...); err != nil {
 		return nil, err
 	}
@@ -29,14 +30,19 @@ func serve(ctx context.Context, log *slog.Logger, o options, a *agent.Agent, m *
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		code, msg := healthz()
-		if code != http.StatusOK {
-			http.Error(w, msg, code)
-			return
-		}
-		fmt.Fprintln(w, msg)
-	})
+	if readyz == nil {
+		readyz = healthz
+	}
+	for path, probe := range map[string]func() (int, string){"/healthz": healthz, "/readyz": readyz} {
+		mux.HandleFunc(path, func(w http.ResponseWriter, _ *http.Request) {
+			code, msg := probe()
+			if code != http.StatusOK {
+				http.Error(w, msg, code)
+				return
+			}
+			fmt.Fprintln(w, msg)
+		})
+	}
 	return serveHTTP(o.httpAddr, mux, log), nil
 }
 
@@ -52,6 +58,21 @@ func health(st agent.Status, interval time.Duration, notReady string) (int, stri
 		return http.StatusServiceUnavailable, "unhealthy: " + st.LastError
 	}
 	return http.StatusOK, "ok"
+}
+
+// ready is /readyz in Kubernetes mode: /healthz's answer, and not ready
+// while NetworkPolicy is not enforced (the last sync failed), so a node
+// whose pods are not policed shows as a NotReady duet pod rather than
+// only as a log line. Liveness stays on /healthz: restarting duetd does
+// not mend a kernel that refuses the table.
+func ready(code int, msg string, policyErr error) (int, string) {
+	if code != http.StatusOK {
+		return code, msg
+	}
+	if policyErr != nil {
+		return http.StatusServiceUnavailable, "not ready: NetworkPolicy is not enforced on this node: " + policyErr.Error()
+	}
+	return code, msg
 }
 
 // serveSocket answers GET /status on a unix socket, for duetctl, and

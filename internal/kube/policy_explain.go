@@ -77,6 +77,17 @@ func (p *Policies) Pod(ns, name string) (PodPolicy, error) {
 	return pp, nil
 }
 
+// SyncError is why the last sync did not reach the kernel, nil when it
+// did or before the first one: duetd's readiness.
+func (p *Policies) SyncError() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.last == nil {
+		return nil
+	}
+	return p.last.syncErr
+}
+
 // compileOne compiles pod ns/name's rules from the informers' caches.
 func (p *Policies) compileOne(ns, name string) (policy.Result, error) {
 	pols, err := p.pols.List(labels.Everything())

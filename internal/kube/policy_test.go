@@ -391,10 +391,16 @@ func TestPoliciesRetry(t *testing.T) {
 	if pp, err := h.pol.Pod("prod", "web"); err != nil || !strings.Contains(pp.String(), "the last sync failed") {
 		t.Errorf("Pod(prod/web) during failures: %v %v", pp, err)
 	}
+	if err := h.pol.SyncError(); err == nil || !strings.Contains(err.Error(), "Operation not permitted") {
+		t.Errorf("SyncError during failures: %v", err)
+	}
 	time.Sleep(300 * time.Millisecond) // a few retries (MaxBackoff 200 ms)
 	h.sink.setFail(nil)
 	waitSync(t, h.sink, "the retry", func(m map[string]policy.PodRules) bool { return isolatedBy(m, "prod/web") })
 	waitLog(t, h.logs, "NetworkPolicy synced again")
+	if err := h.pol.SyncError(); err != nil {
+		t.Errorf("SyncError after the retry succeeded: %v", err)
+	}
 	if n := strings.Count(h.logs.String(), "cannot enforce NetworkPolicy"); n != 1 {
 		t.Errorf("the failure logged %d times, want once", n)
 	}

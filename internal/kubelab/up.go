@@ -248,8 +248,9 @@ func (c *cluster) apply(manifest []byte) error {
 }
 
 // installDuet applies deploy/duet.yaml as the lab needs it (per-node host
-// dirs, the lab's image) and waits until every node is Ready: the kubelet
-// says so only once duetd has written the CNI config.
+// dirs, the lab's image) and waits until every node is Ready (the kubelet
+// says so only once duetd has written the CNI config) and every duet pod
+// is Ready.
 func (c *cluster) installDuet(ctx context.Context, s lab.State) error {
 	m, err := deploy.Lab(deploy.LabOptions{Image: DuetImage, HostRoot: c.p.root, CNIBinDir: c.p.cniBin(), Families: c.o.Family, Routing: c.o.Routing, NetworkPolicy: ptr(!c.o.NoNetworkPolicy)})
 	if err != nil {
@@ -258,7 +259,15 @@ func (c *cluster) installDuet(ctx context.Context, s lab.State) error {
 	if err := c.apply(m); err != nil {
 		return err
 	}
-	return c.waitNodesReady(ctx, "kubectl -n kube-system logs ds/duet")
+	if err := c.waitNodesReady(ctx, "kubectl -n kube-system logs ds/duet"); err != nil {
+		return err
+	}
+	// A Ready node only says its conflist is written; duet's own pods are
+	// Ready (/readyz) once NetworkPolicy, when on, is enforced too.
+	return waitFor(ctx, "duet's DaemonSet pods Ready", 60*time.Second, "kubectl -n kube-system describe pods -l app.kubernetes.io/name=duet", func() (bool, string) {
+		out, err := c.kubectl("-n", "kube-system", "rollout", "status", "daemonset/duet", "--timeout=1s")
+		return err == nil, strings.TrimSpace(out)
+	})
 }
 
 // waitNodesReady waits until the kubelet of every node says Ready, which
