@@ -137,9 +137,6 @@ func polDiff(tx *knftables.Transaction, have, want *polState) {
 func polElements(tx *knftables.Transaction, have, want *polState) {
 	for _, set := range sortedKeys(want.sets) {
 		old, els := have.sets[set], want.sets[set]
-		if sameKeys(old, els) {
-			continue // most sets do not change: no sorting, no operations
-		}
 		for _, k := range sortedKeys(old) {
 			if _, ok := els[k]; !ok {
 				tx.Delete(&knftables.Element{Set: set, Key: old[k]})
@@ -164,17 +161,4 @@ func polElements(tx *knftables.Transaction, have, want *polState) {
 			}
 		}
 	}
-}
-
-// sameKeys says whether a and b hold the same element keys.
-func sameKeys(a, b map[string][]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k := range a {
-		if _, ok := b[k]; !ok {
-			return false
-		}
-	}
-	return true
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	netv1 "k8s.io/api/networking/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/informers"
@@ -159,18 +160,27 @@ func (p *Policies) shutdown(wait time.Duration) {
 	}
 }
 
-// sync is one pass of the runner: compile everything, sync this node's
-// pods, report problems.
-func (p *Policies) sync(ctx context.Context) error {
+// list is everything the informers hold, as the compiler takes it.
+func (p *Policies) list() ([]*netv1.NetworkPolicy, []*corev1.Pod, []*corev1.Namespace, error) {
 	pols, err := p.pols.List(labels.Everything())
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	pods, err := p.pods.List(labels.Everything())
 	if err != nil {
-		return err
+		return nil, nil, nil, err
 	}
 	nss, err := p.nss.List(labels.Everything())
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	return pols, pods, nss, nil
+}
+
+// sync is one pass of the runner: compile this node's pods, sync them,
+// report problems.
+func (p *Policies) sync(ctx context.Context) error {
+	pols, pods, nss, err := p.list()
 	if err != nil {
 		return err
 	}

@@ -6,8 +6,6 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/apimachinery/pkg/labels"
-
 	"github.com/duetnet/duet/internal/policy"
 	"github.com/duetnet/duet/internal/policy/netpol"
 )
@@ -90,15 +88,7 @@ func (p *Policies) SyncError() error {
 
 // compileOne compiles pod ns/name's rules from the informers' caches.
 func (p *Policies) compileOne(ns, name string) (policy.Result, error) {
-	pols, err := p.pols.List(labels.Everything())
-	if err != nil {
-		return policy.Result{}, err
-	}
-	pods, err := p.pods.List(labels.Everything())
-	if err != nil {
-		return policy.Result{}, err
-	}
-	nss, err := p.nss.List(labels.Everything())
+	pols, pods, nss, err := p.list()
 	if err != nil {
 		return policy.Result{}, err
 	}

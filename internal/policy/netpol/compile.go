@@ -108,33 +108,28 @@ func (c *compiler) apply(pol *netv1.NetworkPolicy, rules map[string]*policy.PodR
 			selected = append(selected, p)
 		}
 	}
+	// A policy selecting no wanted pod is compiled for its problems only:
+	// its rules are read, their peers not matched.
+	c.checkOnly = len(selected) == 0
+	defer func() { c.checkOnly = false }()
+	var ins, egs []*crule
+	for i := range pol.Spec.Ingress {
+		if r := &pol.Spec.Ingress[i]; in {
+			ins = append(ins, c.rule(pol, policy.Ref{Namespace: pol.Namespace, Name: pol.Name, Dir: policy.Ingress, Index: i}, r.From, r.Ports))
+		}
+	}
+	for i := range pol.Spec.Egress {
+		if r := &pol.Spec.Egress[i]; eg {
+			egs = append(egs, c.rule(pol, policy.Ref{Namespace: pol.Namespace, Name: pol.Name, Dir: policy.Egress, Index: i}, r.To, r.Ports))
+		}
+	}
 	if len(selected) == 0 {
-		// Nothing to compile here, but its problems are still reported.
-		c.checkOnly = true
-		defer func() { c.checkOnly = false }()
-		for i := range pol.Spec.Ingress {
-			if in {
-				r := &pol.Spec.Ingress[i]
-				c.rule(pol, policy.Ref{Namespace: pol.Namespace, Name: pol.Name, Dir: policy.Ingress, Index: i}, r.From, r.Ports)
-			}
-		}
-		for i := range pol.Spec.Egress {
-			if eg {
-				r := &pol.Spec.Egress[i]
-				c.rule(pol, policy.Ref{Namespace: pol.Namespace, Name: pol.Name, Dir: policy.Egress, Index: i}, r.To, r.Ports)
-			}
-		}
 		return
 	}
 	if in {
-		var crs []*crule
-		for i := range pol.Spec.Ingress {
-			r := &pol.Spec.Ingress[i]
-			crs = append(crs, c.rule(pol, policy.Ref{Namespace: pol.Namespace, Name: pol.Name, Dir: policy.Ingress, Index: i}, r.From, r.Ports))
-		}
 		for _, p := range selected {
 			d := direction(&rules[p.key()].Ingress, name)
-			for _, cr := range crs {
+			for _, cr := range ins {
 				if cr != nil {
 					cr.ingress(p, d)
 				}
@@ -144,9 +139,8 @@ func (c *compiler) apply(pol *netv1.NetworkPolicy, rules map[string]*policy.PodR
 	if eg {
 		var all []policy.Rule
 		var notes []string
-		for i := range pol.Spec.Egress {
-			r := &pol.Spec.Egress[i]
-			if cr := c.rule(pol, policy.Ref{Namespace: pol.Namespace, Name: pol.Name, Dir: policy.Egress, Index: i}, r.To, r.Ports); cr != nil {
+		for _, cr := range egs {
+			if cr != nil {
 				rs, ns := cr.egress(c)
 				all, notes = append(all, rs...), append(notes, ns...)
 			}
