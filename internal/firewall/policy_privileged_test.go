@@ -47,45 +47,14 @@ type kpod struct {
 
 func TestPolicyInKernel(t *testing.T) {
 	kerneltest.RequireRoot(t)
-	nodePath := kerneltest.NetNS(t)
+	nodePath := kerneltest.RouterNS(t)
 	node := kerneltest.NetNSName(nodePath)
-	for _, s := range []string{"net.ipv6.conf.all.forwarding=1", "net.ipv4.ip_forward=1"} {
-		kerneltest.Run(t, "ip", "netns", "exec", node, "sysctl", "-qw", s)
-	}
-	kerneltest.Run(t, "ip", "-n", node, "link", "set", "lo", "up")
 	mkPod := func(i int) kpod {
-		path := kerneltest.NetNS(t)
-		name := kerneltest.NetNSName(path)
-		veth := fmt.Sprintf("vp%d", i)
-		kerneltest.Run(t, "ip", "-n", node, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", name)
-		for _, c := range [][]string{
-			{"-n", node, "addr", "add", fmt.Sprintf("fd00:%d::1/64", i), "dev", veth, "nodad"},
-			{"-n", node, "addr", "add", fmt.Sprintf("10.0.%d.1/24", i), "dev", veth},
-			{"-n", node, "link", "set", veth, "up"},
-			{"-n", name, "addr", "add", fmt.Sprintf("fd00:%d::2/64", i), "dev", "eth0", "nodad"},
-			{"-n", name, "addr", "add", fmt.Sprintf("10.0.%d.2/24", i), "dev", "eth0"},
-			{"-n", name, "link", "set", "eth0", "up"},
-			{"-n", name, "link", "set", "lo", "up"},
-			{"-n", name, "-6", "route", "add", "default", "via", fmt.Sprintf("fd00:%d::1", i)},
-			{"-n", name, "-4", "route", "add", "default", "via", fmt.Sprintf("10.0.%d.1", i)},
-		} {
-			kerneltest.Run(t, "ip", c...)
-		}
-		return kpod{path: path, addrs: addrs(fmt.Sprintf("fd00:%d::2", i), fmt.Sprintf("10.0.%d.2", i))}
+		path, addrs := kerneltest.RoutedPod(t, node, fmt.Sprintf("vp%d", i),
+			netip.MustParsePrefix(fmt.Sprintf("fd00:%d::1/64", i)), netip.MustParsePrefix(fmt.Sprintf("10.0.%d.1/24", i)))
+		return kpod{path: path, addrs: addrs}
 	}
 	a, b, c := mkPod(1), mkPod(2), mkPod(3)
-	// A veth's carrier comes up through linkwatch, up to a second late:
-	// until then the link drops what it is given.
-	for i, p := range []kpod{a, b, c} {
-		for _, gw := range addrs(fmt.Sprintf("fd00:%d::1", i+1), fmt.Sprintf("10.0.%d.1", i+1)) {
-			deadline := time.Now().Add(5 * time.Second)
-			for !pings(p.path, gw) {
-				if time.Now().After(deadline) {
-					t.Fatalf("pod %d cannot reach the node at %s", i+1, gw)
-				}
-			}
-		}
-	}
 	listen(t, a.path, 8080, 8081, 8082)
 	listen(t, b.path, 9000)
 	listen(t, c.path, 9000, 9001)
