@@ -83,10 +83,10 @@ type sink struct {
 	// observe gets the pods of each sync and when the sync reached the
 	// sink (the informers, the runner and the compile are before it; the
 	// nft transaction after).
-	observe func(pods []policy.PodRules, entered time.Time)
-	syncs   int
+	observe  func(pods []policy.PodRules, entered time.Time)
+	syncs    int
 	lastSync time.Duration // the last successful sync's time in the sink (render, diff, nft)
-	nft     *timedNFT
+	nft      *timedNFT
 }
 
 // timedNFT times each transaction: nft's own share of a sync.

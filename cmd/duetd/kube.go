@@ -229,13 +229,12 @@ func (c *cniConf) remove() {
 	}
 }
 
-// nftNoNAT adds pod ranges to the firewall's no-masquerade sets in the
-// host's nftables (agent.NoNATSets).
+// nftNoNAT keeps every node's pod ranges in the firewall's peer sets in
+// the host's nftables (agent.NoNATSets).
 type nftNoNAT struct {
 	log *slog.Logger
 
-	nft     knftables.Interface // made once: knftables.New runs nft to check it works
-	skipped string
+	nft knftables.Interface // made once: knftables.New runs nft to check it works
 }
 
 var _ agent.NoNATSets = (*nftNoNAT)(nil)
@@ -248,22 +247,13 @@ func (n *nftNoNAT) EnsureNoNAT(ctx context.Context, prefixes []netip.Prefix) (in
 		}
 		n.nft = nft
 	}
-	add, skipped, err := firewall.NoNATPools(ctx, n.nft, prefixes)
-	if err != nil {
+	set, changed, err := firewall.PeerPools(ctx, n.nft, prefixes)
+	if err != nil || !changed {
 		return 0, err
 	}
-	if s := strings.Join(skipped, "; "); s != n.skipped {
-		n.skipped = s
-		if s != "" {
-			n.log.Warn("pod ranges overlap what the no-masquerade sets hold; left as they are", "ranges", s)
-		}
-	}
-	if len(add) == 0 {
-		return 0, nil
-	}
-	if err := kernel.NFTApply(firewall.NoNATPoolsScript(add)); err != nil {
+	if err := kernel.NFTApply(firewall.PeerPoolsScript(set)); err != nil {
 		return 0, err
 	}
-	n.log.Info("pod ranges kept out of masquerading", "added", add)
-	return len(add), nil
+	n.log.Info("pod ranges kept out of masquerading", "ranges", set)
+	return len(set), nil
 }

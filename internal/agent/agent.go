@@ -66,9 +66,10 @@ type Kernel interface {
 	routing.ProxyKernel
 }
 
-// NoNATSets keeps pod prefixes in the firewall's "never masquerade
-// towards these" sets, adding what is missing and returning how many it
-// added; cmd/duetd's nftables glue has it.
+// NoNATSets keeps exactly these pod prefixes in the firewall's "never
+// masquerade towards these" sets, returning how many it wrote when it had
+// to change them (0 when they already held them); cmd/duetd's nftables
+// glue has it.
 type NoNATSets interface {
 	EnsureNoNAT(ctx context.Context, prefixes []netip.Prefix) (int, error)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
+	"sigs.k8s.io/knftables"
 
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/ipam"
@@ -275,7 +276,45 @@ func (p *Plugin) GC(args *skel.CmdArgs) error {
 		_ = p.cleanup(n, a)
 		fmt.Fprintf(os.Stderr, "duet: GC freed %s (%v)\n", a.Handle, addrsOf(a))
 	}
+	if n.Protections {
+		if err := p.sweepGone(n); err != nil && !errors.Is(err, kernel.ErrNoNFTables) {
+			return cniError("removing the elements of pods that are gone", err)
+		}
+	}
 	return nil
+}
+
+// sweepGone removes the elements of every pod interface that no longer
+// exists on the host and that no allocation in the store names (of any
+// network: the tables are the host's): what a DEL that never came, or one
+// that failed half-way, left. The store and the links are read after the
+// sets, so a pod whose ADD is under way (allocated first, then
+// protected, then its interface made) is never taken for gone.
+func (p *Plugin) sweepGone(n *config.Network) error {
+	var live map[string]bool
+	var links map[string]bool
+	var readErr error
+	gone := func(name string) bool {
+		if live == nil && readErr == nil {
+			live = map[string]bool{}
+			readErr = p.withStore(n, false, func(tx store.Tx) error {
+				all, err := ipam.List(tx, "")
+				for _, a := range all {
+					live[HostIfName(a.Handle)] = true
+				}
+				return err
+			})
+			if readErr == nil {
+				links, readErr = p.Host.Links()
+			}
+		}
+		return readErr == nil && !live[name] && !links[name]
+	}
+	err := p.sweep([]knftables.Family{knftables.InetFamily, knftables.BridgeFamily}, gone)
+	if err == nil {
+		err = readErr
+	}
+	return err
 }
 
 // Status is CNI STATUS: the store answers and the pools have room.

@@ -99,11 +99,7 @@ type kernelFirewall struct{}
 func (kernelFirewall) Apply(script string) error { return kernel.NFTApply(script) }
 
 func (kernelFirewall) ApplyFast(op firewall.FastOp) error {
-	b := kernel.NFTSetElements{Family: op.Family, Table: firewall.Table, CheckSet: op.CheckSet, CheckKey: op.CheckKey, Add: op.Add}
-	for _, e := range op.Elements {
-		b.Elements = append(b.Elements, kernel.NFTElement{Family: e.Family, Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd})
-	}
-	return kernel.NFTApplyElements(b)
+	return kernel.NFTApplyElements(kernel.NFTSetElements{Table: firewall.Table, Checks: nftElements(op.Checks), Add: op.Add, Elements: nftElements(op.Elements)})
 }
 
 func (kernelFirewall) CheckPod(pod firewall.Pod) error {

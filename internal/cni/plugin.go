@@ -50,6 +50,8 @@ type Host interface {
 	ProxyPods(pools []netip.Prefix, addrs []netip.Addr) error
 	// UnproxyPods removes the proxy entries of addrs.
 	UnproxyPods(addrs []netip.Addr) error
+	// Links names the host's network interfaces.
+	Links() (map[string]bool, error)
 }
 
 // Firewall applies and verifies the nftables protections.
@@ -59,6 +61,12 @@ type Firewall interface {
 	// ApplyFast changes a pod's set elements over netlink, in one batch,
 	// if the table is marked current; any error means nothing changed.
 	ApplyFast(firewall.FastOp) error
+	// List reads the elements of sets (Family and Set of each) of duet's
+	// tables; a missing table or set reads as empty.
+	List(sets []firewall.RawElement) ([]firewall.RawElement, error)
+	// Lock serialises, on this host, the plugins' reads-then-writes of
+	// duet's tables against each other's writes.
+	Lock() (unlock func(), err error)
 	// CheckPod verifies a pod's protections are in place and unmodified.
 	CheckPod(firewall.Pod) error
 }

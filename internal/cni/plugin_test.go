@@ -13,6 +13,7 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
+	"sigs.k8s.io/knftables"
 
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/firewall"
@@ -89,8 +90,37 @@ func (f *fakeFirewall) Apply(script string) error {
 	return nil
 }
 
-// ApplyFast always refuses, so the tests see the nft scripts.
-func (f *fakeFirewall) ApplyFast(firewall.FastOp) error { return errors.New("fake: no netlink") }
+// ApplyFast refuses additions, so the tests see ADD's nft scripts, and
+// removes the pods set's elements of a deletion.
+func (f *fakeFirewall) ApplyFast(op firewall.FastOp) error {
+	if op.Add {
+		return errors.New("fake: no netlink")
+	}
+	for _, e := range op.Elements {
+		if e.Set == "pods" {
+			delete(f.pods, strings.TrimRight(string(e.Key), "\x00"))
+		}
+	}
+	return nil
+}
+
+// List lists the pods set, keyed as the kernel keys it.
+func (f *fakeFirewall) List(sets []firewall.RawElement) ([]firewall.RawElement, error) {
+	var out []firewall.RawElement
+	for _, s := range sets {
+		if s.Set != "pods" || s.Family != knftables.InetFamily {
+			continue
+		}
+		for name := range f.pods {
+			key := make([]byte, 16)
+			copy(key, name)
+			out = append(out, firewall.RawElement{Family: s.Family, Set: s.Set, Key: key})
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeFirewall) Lock() (func(), error) { return func() {}, nil }
 
 func (f *fakeFirewall) CheckPod(pod firewall.Pod) error {
 	if !f.pods[pod.HostIf] {
@@ -108,6 +138,7 @@ func (h *fakeHost) Prefixes() ([]netip.Prefix, error)            { return nil, n
 func (h *fakeHost) CheckPools([]netip.Prefix) error              { return nil }
 func (h *fakeHost) ProxyPods([]netip.Prefix, []netip.Addr) error { return nil }
 func (h *fakeHost) UnproxyPods([]netip.Addr) error               { return nil }
+func (h *fakeHost) Links() (map[string]bool, error)              { return map[string]bool{}, nil }
 func (h *fakeHost) EnableForwarding(a []netip.Addr) error {
 	h.forwarded = append(h.forwarded, a...)
 	return nil
@@ -420,3 +451,7 @@ func (brokenFirewall) Apply(string) error {
 }
 func (brokenFirewall) ApplyFast(firewall.FastOp) error { return kernel.ErrNoNFTables }
 func (brokenFirewall) CheckPod(firewall.Pod) error     { return kernel.ErrNoNFTables }
+func (brokenFirewall) List([]firewall.RawElement) ([]firewall.RawElement, error) {
+	return nil, kernel.ErrNoNFTables
+}
+func (brokenFirewall) Lock() (func(), error) { return func() {}, nil }

@@ -1,13 +1,18 @@
 package cni
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
+	"os"
 	"strings"
+
+	"sigs.k8s.io/knftables"
 
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/podnet"
 )
 
@@ -56,6 +61,11 @@ func (p *Plugin) protect(n *config.Network, pod firewall.Pod, pools []ipam.Pool)
 	if !n.Protections {
 		return nil
 	}
+	unlock, err := p.Firewall.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	// Fastest: the pod's elements over netlink, no nft process, when the
 	// table is marked as holding this version's rules and these pools.
 	if op, err := firewall.FastAddPod(pod, fwPools(pools)); err == nil && p.Firewall.ApplyFast(op) == nil {
@@ -78,20 +88,61 @@ func (p *Plugin) protect(n *config.Network, pod firewall.Pod, pools []ipam.Pool)
 	return nil
 }
 
-// unprotect removes the pod's elements; it succeeds when they are gone.
+// unprotect removes every element keyed by the pod's host interface,
+// whatever the allocation says of its addresses (it may have been freed
+// elsewhere, or DEL may be retried), and the pools no other pod's network
+// has. It succeeds when they are gone.
 func (p *Plugin) unprotect(n *config.Network, pod firewall.Pod) error {
 	if !n.Protections {
 		return nil
 	}
-	if op, err := firewall.FastRemovePod(pod, nil); err == nil && p.Firewall.ApplyFast(op) == nil {
-		return nil
+	fams := []knftables.Family{knftables.InetFamily}
+	if pod.Bridged {
+		fams = append(fams, knftables.BridgeFamily)
 	}
-	if fast, err := firewall.RemovePodElementsScript(pod); err == nil && p.Firewall.Apply(fast) == nil {
-		return nil
+	err := p.sweep(fams, func(name string) bool { return name == pod.HostIf })
+	if err == nil || errors.Is(err, kernel.ErrNoNFTables) {
+		return err
 	}
-	script, err := firewall.RemovePodScript(pod)
+	// The table cannot be read: remove what the allocation names, as
+	// one nft transaction that succeeds whatever is there.
+	script, serr := firewall.RemovePodScript(pod, fwPools(n.Pools))
+	if serr != nil {
+		return serr
+	}
+	if aerr := p.Firewall.Apply(script); aerr != nil {
+		return fmt.Errorf("%w; then by nft: %w", err, aerr)
+	}
+	return nil
+}
+
+// sweep removes, under the firewall's lock, what firewall.Residue says
+// of the interfaces gone names, from fams' tables: one netlink batch for
+// the pods' elements, and one nft transaction for the pools that lost
+// their last pod, rarely. gone is asked after the sets are read, so a
+// pod whose ADD protected it after the read is not in what is removed.
+func (p *Plugin) sweep(fams []knftables.Family, gone func(ifname string) bool) error {
+	unlock, err := p.Firewall.Lock()
 	if err != nil {
 		return err
 	}
-	return p.Firewall.Apply(script)
+	defer unlock()
+	have, err := p.Firewall.List(firewall.ResidueSets(fams...))
+	if err != nil {
+		return err
+	}
+	del, prune := firewall.Residue(have, gone)
+	if len(del.Elements) > 0 {
+		if err := p.Firewall.ApplyFast(del); err != nil {
+			return fmt.Errorf("removing %d elements of gone pods: %w", len(del.Elements), err)
+		}
+	}
+	if len(prune) > 0 {
+		if err := p.Firewall.Apply(firewall.PrunePoolsScript(prune)); err != nil {
+			// The pods are unprotected already; a pool's elements left
+			// behind only keep its NAT, and the next DEL tries again.
+			fmt.Fprintf(os.Stderr, "duet: removing the elements of pools no pod uses (%v): %v\n", prune, err)
+		}
+	}
+	return nil
 }

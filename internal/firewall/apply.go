@@ -31,19 +31,10 @@ func AddPodElementsScript(pod Pod, pools []Pool) (string, error) {
 	return tx.String(), nil
 }
 
-// RemovePodElementsScript is the fast-path script of RemovePodElements.
-func RemovePodElementsScript(pod Pod) (string, error) {
-	tx := newTx()
-	if err := RemovePodElements(tx, pod); err != nil {
-		return "", err
-	}
-	return tx.String(), nil
-}
-
 // RemovePodScript is the nft script that removes pod's elements.
-func RemovePodScript(pod Pod) (string, error) {
+func RemovePodScript(pod Pod, pools []Pool) (string, error) {
 	tx := newTx()
-	if err := RemovePod(tx, pod); err != nil {
+	if err := RemovePod(tx, pod, pools); err != nil {
 		return "", err
 	}
 	return tx.String(), nil

@@ -88,7 +88,7 @@ func TestRemovePodIdempotent(t *testing.T) {
 		empty := fake.Dump()
 		run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, p, pool) })
 		for i := 0; i < 2; i++ { // DEL twice
-			run(t, fake, func(tx *knftables.Transaction) error { return RemovePod(tx, p) })
+			run(t, fake, func(tx *knftables.Transaction) error { return RemovePod(tx, p, pool) })
 		}
 		if got := fake.Dump(); got != empty {
 			t.Fatalf("bridged=%v: remove left a different ruleset:\n%s\n---\n%s", bridged, empty, got)
@@ -164,7 +164,7 @@ func TestFastPathNeedsCurrentTable(t *testing.T) {
 	full := fake.Dump()
 	p2 := Pod{HostIf: "dt2", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 7}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:1::9")}}
 	run(t, fake, func(tx *knftables.Transaction) error { return AddPodElements(tx, p2, pool) })
-	run(t, fake, func(tx *knftables.Transaction) error { return RemovePod(tx, p2) })
+	run(t, fake, func(tx *knftables.Transaction) error { return RemovePod(tx, p2, pool) })
 	if got := fake.Dump(); got != full {
 		t.Fatalf("fast add then remove changed the table:\n%s\n---\n%s", full, got)
 	}

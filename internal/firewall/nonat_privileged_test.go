@@ -38,12 +38,13 @@ func (l nsLister) ListElements(ctx context.Context, typ, name string) (els []*kn
 	return els, err
 }
 
-// TestNoNATPoolsWithPlugin: duetd adds every node's ranges before the
+// TestPeerPoolsWithPlugin: duetd writes every node's ranges before the
 // first pod (no table yet); the plugin's element-only ADD then fails as
 // designed and its full ADD writes the table, keeping duetd's elements;
-// a later node's range is added beside them, and the plugin's fast path
-// still works. pools6 ends with every range, nat6 with the own one only.
-func TestNoNATPoolsWithPlugin(t *testing.T) {
+// a later node's range replaces the set, the plugin's fast path still
+// works, and a pod's DEL (with its pools pruned) leaves duetd's set as it
+// was. The peer sets end with every range, nat6 with the own one only.
+func TestPeerPoolsWithPlugin(t *testing.T) {
 	kerneltest.RequireRoot(t)
 	path := kerneltest.NetNS(t)
 	name := kerneltest.NetNSName(path)
@@ -51,11 +52,11 @@ func TestNoNATPoolsWithPlugin(t *testing.T) {
 	l := nsLister{path}
 	own := []Pool{{CIDR: netip.MustParsePrefix("fd00:10:244:1::/64"), NAT: true}, {CIDR: netip.MustParsePrefix("10.244.1.0/24"), NAT: true}}
 	ranges := prefixes("fd00:10:244:1::/64", "10.244.1.0/24", "fd00:10:244:2::/64", "10.244.2.0/24")
-	add, _, err := NoNATPools(ctx, l, ranges)
-	if err != nil || len(add) != 4 {
-		t.Fatalf("%v %v", add, err)
+	set, changed, err := PeerPools(ctx, l, ranges)
+	if err != nil || !changed {
+		t.Fatalf("%v %v %v", set, changed, err)
 	}
-	nft(t, name, NoNATPoolsScript(add))
+	nft(t, name, PeerPoolsScript(set))
 	pod := Pod{HostIf: "dt1", MAC: net.HardwareAddr{2, 1, 2, 3, 4, 1}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:10:244:1::5"), netip.MustParseAddr("10.244.1.5")}}
 	fast, _ := AddPodElementsScript(pod, own)
 	if err := nftErr(name, fast); err == nil {
@@ -64,16 +65,16 @@ func TestNoNATPoolsWithPlugin(t *testing.T) {
 	full, _ := AddPodScript(pod, own)
 	nft(t, name, full)
 	more := append(ranges, prefixes("fd00:10:244:3::/64", "10.244.3.0/24")...)
-	add, _, err = NoNATPools(ctx, l, more)
-	if err != nil || len(add) != 2 {
-		t.Fatalf("a third node: %v %v", add, err)
+	set, changed, err = PeerPools(ctx, l, more)
+	if err != nil || !changed || len(set) != 6 {
+		t.Fatalf("a third node: %v %v %v", set, changed, err)
 	}
-	nft(t, name, NoNATPoolsScript(add))
+	nft(t, name, PeerPoolsScript(set))
 	other := Pod{HostIf: "dt2", MAC: net.HardwareAddr{2, 1, 2, 3, 4, 2}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:10:244:1::6")}}
 	fast, _ = AddPodElementsScript(other, own)
 	nft(t, name, fast)
-	if add, _, err := NoNATPools(ctx, l, more); err != nil || len(add) != 0 {
-		t.Fatalf("again: %v %v", add, err)
+	if _, changed, err := PeerPools(ctx, l, more); err != nil || changed {
+		t.Fatalf("again: %v %v", changed, err)
 	}
 	out := listSets(t, name)
 	for _, want := range []string{"fd00:10:244:1::/64", "fd00:10:244:2::/64", "fd00:10:244:3::/64", "10.244.3.0/24", `"dt2"`} {
@@ -84,6 +85,14 @@ func TestNoNATPoolsWithPlugin(t *testing.T) {
 	nat6, err := l.ListElements(ctx, "set", setNAT6)
 	if err != nil || len(nat6) != 1 || nat6[0].Key[0] != "fd00:10:244:1::/64" {
 		t.Errorf("nat6: %v %v, want the own range only", nat6, err)
+	}
+	// Both pods go, and with them the plugin's pools; duetd's set stays.
+	nft(t, name, PrunePoolsScript(prefixes("fd00:10:244:1::/64", "10.244.1.0/24")))
+	if _, changed, err := PeerPools(ctx, l, more); err != nil || changed {
+		t.Fatalf("after the plugin pruned its pools, duetd's set changed: %v %v", changed, err)
+	}
+	if nat6, _ := l.ListElements(ctx, "set", setNAT6); len(nat6) != 0 {
+		t.Errorf("nat6 after the prune: %v", nat6)
 	}
 }
 

@@ -159,6 +159,20 @@ func poolElements(pools []Pool) []*knftables.Element {
 	return out
 }
 
+// podPoolElements record that pod's network has pools: what keeps the
+// pools' own elements in place while a pod needs them.
+func podPoolElements(pod Pod, pools []Pool) []*knftables.Element {
+	var out []*knftables.Element
+	for _, p := range pools {
+		set := setPodPools4
+		if p.CIDR.Addr().Is6() {
+			set = setPodPools6
+		}
+		out = append(out, &knftables.Element{Family: knftables.InetFamily, Table: Table, Set: set, Key: []string{pod.HostIf, p.CIDR.Masked().String()}})
+	}
+	return out
+}
+
 // AddPod fills tx with everything pod needs: both tables (the inet one
 // always holds NAT), the pools, and the pod's elements.
 func AddPod(tx *knftables.Transaction, pod Pod, pools []Pool) error {
@@ -170,21 +184,23 @@ func AddPod(tx *knftables.Transaction, pod Pod, pools []Pool) error {
 	if pod.Bridged {
 		ensureTable(tx, knftables.BridgeFamily)
 	}
-	for _, e := range append(poolElements(pools), els...) {
+	for _, e := range append(append(poolElements(pools), podPoolElements(pod, pools)...), els...) {
 		tx.Add(e)
 	}
 	addMarkers(tx, pod, pools)
 	return nil
 }
 
-// addMarkers records in the pod's table (and inet's) that it holds this
-// version's rules ("v") and these pools' NAT elements: what the netlink
-// fast path checks before it changes elements alone.
+// addMarkers records that the pod's table (and inet's) holds this
+// version's rules ("v"), and that inet holds each pool's elements: what
+// the netlink fast path checks before it changes a pod's elements alone.
+// A pool's marker goes with its elements when its last pod goes.
 func addMarkers(tx *knftables.Transaction, pod Pod, pools []Pool) {
 	for _, fam := range []knftables.Family{knftables.InetFamily, pod.family()} {
-		for _, k := range []string{"v", poolsMarker(pools)} {
-			tx.Add(&knftables.Element{Family: fam, Table: Table, Set: markerSet(), Key: []string{k}})
-		}
+		tx.Add(&knftables.Element{Family: fam, Table: Table, Set: markerSet(), Key: []string{"v"}})
+	}
+	for _, p := range pools {
+		tx.Add(&knftables.Element{Family: knftables.InetFamily, Table: Table, Set: markerSet(), Key: []string{poolMarker(p)}})
 	}
 }
 
@@ -205,17 +221,20 @@ func AddPodElements(tx *knftables.Transaction, pod Pod, pools []Pool) error {
 	for _, fam := range fams {
 		tx.Add(&knftables.Element{Family: fam, Table: Table, Set: markerSet(), Key: []string{"v"}})
 	}
-	for _, e := range append(poolElements(pools), els...) {
+	for _, e := range append(append(poolElements(pools), podPoolElements(pod, pools)...), els...) {
 		tx.Add(e)
 	}
 	addMarkers(tx, pod, pools)
 	return nil
 }
 
-// RemovePod fills tx with the removal of pod's elements. Each element is
-// added, then deleted, so the transaction succeeds whether or not it was
-// there: DEL must be idempotent, and nft 1.0.6 has no "destroy".
-func RemovePod(tx *knftables.Transaction, pod Pod) error {
+// RemovePod fills tx with the removal of pod's elements (those its
+// allocation says it has). Each element is added, then deleted, so the
+// transaction succeeds whether or not it was there: DEL must be
+// idempotent, and nft 1.0.6 has no "destroy". DEL's own path is Residue,
+// which reads what the table holds instead; this is its fallback, and
+// removes the pod's records of pools (not the pools' own elements).
+func RemovePod(tx *knftables.Transaction, pod Pod, pools []Pool) error {
 	els, err := pod.elements()
 	if err != nil {
 		return err
@@ -224,20 +243,7 @@ func RemovePod(tx *knftables.Transaction, pod Pod) error {
 	if pod.family() != knftables.InetFamily {
 		ensureTable(tx, knftables.InetFamily)
 	}
-	removeElements(tx, els)
-	return nil
-}
-
-// RemovePodElements is RemovePod's fast path, for a table that holds this
-// version's rules: elements only, failing as a whole (on the marker set)
-// otherwise.
-func RemovePodElements(tx *knftables.Transaction, pod Pod) error {
-	els, err := pod.elements()
-	if err != nil {
-		return err
-	}
-	tx.Add(&knftables.Element{Family: pod.family(), Table: Table, Set: markerSet(), Key: []string{"v"}})
-	removeElements(tx, els)
+	removeElements(tx, append(els, podPoolElements(pod, pools)...))
 	return nil
 }
 

@@ -20,26 +20,27 @@ type RawElement struct {
 	KeyEnd []byte
 }
 
-// FastOp is one netlink batch: check that Check's marker element exists
-// (the table holds this version's rules and these pools), then add or
-// delete Elements. If the check fails, the caller falls back to the nft
-// scripts, which write the table whole.
+// FastOp is one netlink batch: check that every marker in Checks exists
+// (the table holds this version's rules, and these pools' elements),
+// then add or delete Elements. If a check fails, the caller falls back
+// to the nft scripts, which write the table whole.
 type FastOp struct {
-	Family   knftables.Family
-	CheckSet string
-	CheckKey []byte
+	Checks   []RawElement
 	Add      bool
 	Elements []RawElement
 }
 
-// poolsMarker names the pools a table has NAT elements for, as an element
-// of the marker set (an ifname: at most 15 bytes).
-func poolsMarker(pools []Pool) string {
-	h := sha256.New()
-	for _, p := range pools {
-		fmt.Fprintf(h, "%s %v\n", p.CIDR.Masked(), p.NAT)
-	}
-	return "p" + hex.EncodeToString(h.Sum(nil))[:14]
+// marker is the marker-set element key in fam.
+func marker(fam knftables.Family, key string) RawElement {
+	return RawElement{Family: fam, Set: markerSet(), Key: ifname(key)}
+}
+
+// poolMarker names a pool whose elements (in pools6 or pools4, and nat6
+// or nat4 as it asks) table inet duet holds, as an element of the marker
+// set (an ifname: at most 15 bytes).
+func poolMarker(p Pool) string {
+	h := sha256.Sum256(fmt.Appendf(nil, "%s %v", p.CIDR.Masked(), p.NAT))
+	return "p" + hex.EncodeToString(h[:])[:14]
 }
 
 // ifname encodes an interface name as nft's ifname type: 16 bytes.
@@ -76,32 +77,18 @@ func lastAddr(p netip.Prefix) netip.Addr {
 	return a
 }
 
-// FastAddPod is AddPod's elements as one netlink batch; FastRemovePod is
-// RemovePod's. pools only choose the marker that must be present: the
-// pools' own elements are written by the nft path.
-func FastAddPod(pod Pod, pools []Pool) (FastOp, error)    { return fastOp(pod, pools, true) }
-func FastRemovePod(pod Pod, pools []Pool) (FastOp, error) { return fastOp(pod, pools, false) }
-
-func fastOp(pod Pod, pools []Pool, add bool) (FastOp, error) {
+// FastAddPod is AddPodElements as one netlink batch. The pools' own
+// elements are written by the nft path: the batch checks their markers.
+func FastAddPod(pod Pod, pools []Pool) (FastOp, error) {
 	if pod.HostIf == "" || len(pod.MAC) != 6 {
 		return FastOp{}, fmt.Errorf("firewall: pod needs a host interface and a MAC (got %q, %v)", pod.HostIf, pod.MAC)
 	}
 	fam := pod.family()
-	// ADD needs this version's rules and these pools' NAT elements; DEL
-	// only this version's rules.
-	check := "v"
-	if add {
-		check = poolsMarker(pools)
+	op := FastOp{Add: true, Checks: []RawElement{marker(fam, "v")}}
+	for _, p := range pools {
+		op.Checks = append(op.Checks, marker(knftables.InetFamily, poolMarker(p)))
 	}
-	op := FastOp{Family: fam, CheckSet: markerSet(), CheckKey: ifname(check), Add: add}
 	name := ifname(pod.HostIf)
-	cat := func(parts ...[]byte) []byte {
-		var out []byte
-		for _, p := range parts {
-			out = append(out, pad4(p)...)
-		}
-		return out
-	}
 	op.Elements = append(op.Elements,
 		RawElement{Family: fam, Set: setPods, Key: name},
 		RawElement{Family: fam, Set: setMACs, Key: cat(name, pod.MAC)})
@@ -114,5 +101,22 @@ func fastOp(pod Pod, pools []Pool, add bool) (FastOp, error) {
 		}
 		op.Elements = append(op.Elements, RawElement{Family: fam, Set: set, Key: first, KeyEnd: last})
 	}
+	for _, p := range pools {
+		set := setPodPools4
+		if p.CIDR.Addr().Is6() {
+			set = setPodPools6
+		}
+		op.Elements = append(op.Elements, RawElement{Family: knftables.InetFamily, Set: set,
+			Key: cat(name, addrBytes(p.CIDR.Masked().Addr())), KeyEnd: cat(name, addrBytes(lastAddr(p.CIDR)))})
+	}
 	return op, nil
+}
+
+// cat concatenates nft key components, each padded to a register.
+func cat(parts ...[]byte) []byte {
+	var out []byte
+	for _, p := range parts {
+		out = append(out, pad4(p)...)
+	}
+	return out
 }

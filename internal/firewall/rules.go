@@ -42,6 +42,25 @@ const (
 	setPools4    = "pools4"
 	setNAT6      = "nat6" // IPv6 pools with natOutgoing
 	setNAT4      = "nat4"
+	// setPodPools6 and setPodPools4 say which pools each pod's network
+	// has (ifname . pool prefix): a pool's elements in pools6, nat6 and
+	// the marker set go when the last pod whose network has it goes.
+	setPodPools6 = "pod_pools6"
+	setPodPools4 = "pod_pools4"
+	// setPeers6 and setPeers4 are duetd's: the pod ranges of every node
+	// (Kubernetes mode), never masqueraded towards either. They are apart
+	// from pools6 so that each writer owns its set whole: duetd replaces
+	// its own, and the plugin's pruning never removes duetd's.
+	setPeers6 = "peer_pools6"
+	setPeers4 = "peer_pools4"
+)
+
+// podSets are the sets keyed by a pod's host interface in the pod's own
+// table; podPoolSets those in table inet duet. DEL and GC remove every
+// element of theirs whose key starts with the interface's name.
+var (
+	podSets     = []string{setPods, setMACs, setAddrs6, setAddrs4, setNDTargets}
+	podPoolSets = []string{setPodPools6, setPodPools4}
 )
 
 const (
@@ -98,8 +117,8 @@ var bridgeRules = append(append([]rule{}, guardRules...),
 // natRules masquerade what leaves a natOutgoing pool for a destination in
 // no pool: pod-to-pod traffic, on this node or another, keeps its source.
 var natRules = []rule{
-	{"ip6 saddr @" + setNAT6 + " ip6 daddr != @" + setPools6 + " masquerade", "duet: natOutgoing (IPv6)"},
-	{"ip saddr @" + setNAT4 + " ip daddr != @" + setPools4 + " masquerade", "duet: natOutgoing (IPv4)"},
+	{"ip6 saddr @" + setNAT6 + " ip6 daddr != @" + setPools6 + " ip6 daddr != @" + setPeers6 + " masquerade", "duet: natOutgoing (IPv6)"},
+	{"ip saddr @" + setNAT4 + " ip daddr != @" + setPools4 + " ip daddr != @" + setPeers4 + " masquerade", "duet: natOutgoing (IPv4)"},
 }
 
 func sets(fam knftables.Family) []*knftables.Set {
@@ -117,6 +136,10 @@ func sets(fam knftables.Family) []*knftables.Set {
 			&knftables.Set{Name: setPools4, Type: "ipv4_addr", Flags: interval},
 			&knftables.Set{Name: setNAT6, Type: "ipv6_addr", Flags: interval},
 			&knftables.Set{Name: setNAT4, Type: "ipv4_addr", Flags: interval},
+			&knftables.Set{Name: setPodPools6, Type: "ifname . ipv6_addr", Flags: interval},
+			&knftables.Set{Name: setPodPools4, Type: "ifname . ipv4_addr", Flags: interval},
+			&knftables.Set{Name: setPeers6, Type: "ipv6_addr", Flags: interval},
+			&knftables.Set{Name: setPeers4, Type: "ipv4_addr", Flags: interval},
 		)
 	}
 	for _, x := range s {

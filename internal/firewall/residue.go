@@ -1,0 +1,137 @@
+package firewall
+
+import (
+	"bytes"
+	"net/netip"
+
+	"sigs.k8s.io/knftables"
+)
+
+// ResidueSets are the sets Residue reads: the per-pod sets of each of
+// fams' tables, and the pod-pool sets of table inet duet.
+func ResidueSets(fams ...knftables.Family) []RawElement {
+	var out []RawElement
+	for _, fam := range fams {
+		for _, s := range podSets {
+			out = append(out, RawElement{Family: fam, Set: s})
+		}
+	}
+	for _, s := range podPoolSets {
+		out = append(out, RawElement{Family: knftables.InetFamily, Set: s})
+	}
+	return out
+}
+
+// Residue decides, from what the per-pod sets hold (have, read from
+// ResidueSets), what goes when the interfaces gone says are gone: every
+// element keyed by such an interface, whatever the store says of its
+// pod, in del; and the pools that such pods' networks had and no
+// remaining pod's network has, in prune (see PrunePoolsScript). This is
+// how DEL after the allocation was freed elsewhere, or a pod whose DEL
+// never came, still leaves the table as it was before the pod's ADD.
+func Residue(have []RawElement, gone func(ifname string) bool) (del FastOp, prune []netip.Prefix) {
+	verdict := map[string]bool{}
+	isGone := func(name string) bool {
+		g, ok := verdict[name]
+		if !ok {
+			g = gone(name)
+			verdict[name] = g
+		}
+		return g
+	}
+	kept, left := map[netip.Prefix]bool{}, map[netip.Prefix]bool{}
+	var order []netip.Prefix
+	for _, e := range have {
+		name, ok := keyIfname(e.Key)
+		if !ok {
+			continue
+		}
+		g := isGone(name)
+		if g {
+			del.Elements = append(del.Elements, e)
+		}
+		if e.Set != setPodPools6 && e.Set != setPodPools4 {
+			continue
+		}
+		p, ok := poolOf(e)
+		if !ok {
+			continue
+		}
+		if !g {
+			kept[p] = true
+		} else if !left[p] {
+			left[p] = true
+			order = append(order, p)
+		}
+	}
+	for _, p := range order {
+		if !kept[p] {
+			prune = append(prune, p)
+		}
+	}
+	return del, prune
+}
+
+// PrunePoolsScript removes pools' elements from pools6/pools4 and
+// nat6/nat4, and their markers, each added first so that the script
+// succeeds whatever is there (nft 1.0.6 has no "destroy"). A pool of
+// another version's table that lacks them is thereby left as it was.
+func PrunePoolsScript(pools []netip.Prefix) string {
+	tx := newTx()
+	tx.Add(&knftables.Table{Family: knftables.InetFamily, Name: Table})
+	for _, s := range sets(knftables.InetFamily) {
+		tx.Add(s)
+	}
+	tx.Add(&knftables.Set{Family: knftables.InetFamily, Table: Table, Name: markerSet(), Type: "ifname"})
+	var els []*knftables.Element
+	for _, p := range pools {
+		els = append(els, poolElements([]Pool{{CIDR: p, NAT: true}})...)
+		for _, nat := range []bool{true, false} {
+			els = append(els, &knftables.Element{Family: knftables.InetFamily, Table: Table, Set: markerSet(), Key: []string{poolMarker(Pool{CIDR: p, NAT: nat})}})
+		}
+	}
+	removeElements(tx, els)
+	return tx.String()
+}
+
+// keyIfname reads the interface name that leads a per-pod key: nft's
+// ifname type, 16 bytes padded with NULs.
+func keyIfname(key []byte) (string, bool) {
+	if len(key) < 16 {
+		if len(key) == 0 {
+			return "", false
+		}
+		return string(bytes.TrimRight(key, "\x00")), true // the pods set may list the name unpadded
+	}
+	n := bytes.TrimRight(key[:16], "\x00")
+	return string(n), len(n) > 0
+}
+
+// poolOf reads the pool prefix of a pod-pool element: the range from
+// the address after the interface name in Key to the one in KeyEnd.
+func poolOf(e RawElement) (netip.Prefix, bool) {
+	if len(e.Key) <= 16 || len(e.KeyEnd) != len(e.Key) {
+		return netip.Prefix{}, false
+	}
+	first, ok1 := netip.AddrFromSlice(e.Key[16:])
+	last, ok2 := netip.AddrFromSlice(e.KeyEnd[16:])
+	if !ok1 || !ok2 {
+		return netip.Prefix{}, false
+	}
+	return rangePrefix(first, last)
+}
+
+// rangePrefix is the prefix whose first and last addresses are first and
+// last, if they make one.
+func rangePrefix(first, last netip.Addr) (netip.Prefix, bool) {
+	a, b := first.AsSlice(), last.AsSlice()
+	bits := 0
+	for bits < len(a)*8 && a[bits/8]&(0x80>>(bits%8)) == b[bits/8]&(0x80>>(bits%8)) {
+		bits++
+	}
+	p := netip.PrefixFrom(first, bits)
+	if p.Masked().Addr() != first || lastAddr(p) != last {
+		return netip.Prefix{}, false
+	}
+	return p, true
+}
