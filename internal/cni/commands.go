@@ -87,13 +87,13 @@ func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool,
 	}
 	r, err := p.Net.Setup(s)
 	if err != nil {
-		_ = p.unprotect(n, pod)
+		_ = p.removeProtections(n, a)
 		return podnet.Result{}, err
 	}
 	if err := p.Host.ProxyPods(prefixes(pools), addrsOf(a)); err != nil {
 		_ = p.Host.UnproxyPods(addrsOf(a))
 		_ = p.Net.Teardown(args.Netns, args.IfName, s.HostIfName)
-		_ = p.unprotect(n, pod)
+		_ = p.removeProtections(n, a)
 		return podnet.Result{}, fmt.Errorf("answering neighbour discovery for the pod on the uplink: %w", err)
 	}
 	return r, nil
@@ -150,14 +150,21 @@ func ipNet(p netip.Prefix) net.IPNet {
 // Del is CNI DEL: remove the interface first, so an address is never
 // handed out while an interface still holds it; then free the addresses
 // (one store transaction, which also says what they were) and remove the
-// pod's protections and proxy entries. Every step succeeds when there is
-// nothing left to remove.
+// pod's proxy entries. The pod's protections are removed while the
+// interface goes, at once: both wait for the kernel's RCU grace periods,
+// which overlap, and the pod's traffic fails closed meanwhile (its
+// interface group still sends it through the checks, which no longer
+// hold its addresses). Every step succeeds when there is nothing left to
+// remove.
 func (p *Plugin) Del(args *skel.CmdArgs) error {
 	n, h, err := p.parse(args)
 	if err != nil {
 		return cniError("parsing the network configuration", err)
 	}
+	fwDone := make(chan error, 1)
+	go func() { fwDone <- p.unprotectIf(n, HostIfName(h)) }()
 	if err := p.Net.Teardown(args.Netns, args.IfName, HostIfName(h)); err != nil {
+		<-fwDone
 		return cniError("removing "+args.IfName, err)
 	}
 	a := ipam.Allocation{Handle: h}
@@ -168,22 +175,36 @@ func (p *Plugin) Del(args *skel.CmdArgs) error {
 		}
 		return err
 	}); err != nil {
+		<-fwDone
 		return cniError("releasing "+h.String(), err)
 	}
-	if err := p.cleanup(n, a); err != nil {
-		return cniError("removing what "+h.String()+" left", err)
+	if err := <-fwDone; err != nil {
+		// The table could not be read: remove what the allocation names.
+		if err := p.unprotect(n, a); err != nil {
+			return cniError("removing what "+h.String()+" left", err)
+		}
+	}
+	if len(a.IPs) > 0 {
+		if err := p.Host.UnproxyPods(addrsOf(a)); err != nil {
+			return cniError("removing what "+h.String()+" left", err)
+		}
+	}
+	return nil
+}
+
+// removeProtections removes a's protections: what the table holds for
+// its interface, or, if the table cannot be read, what a names.
+func (p *Plugin) removeProtections(n *config.Network, a ipam.Allocation) error {
+	if err := p.unprotectIf(n, HostIfName(a.Handle)); err != nil {
+		return p.unprotect(n, a)
 	}
 	return nil
 }
 
 // cleanup removes a released attachment's protections and proxy entries.
 func (p *Plugin) cleanup(n *config.Network, a ipam.Allocation) error {
-	s, err := spec(n, a, "", 0)
-	if err != nil {
+	if err := p.removeProtections(n, a); err != nil {
 		return err
-	}
-	if err := p.unprotect(n, fwPod(n, a, s)); err != nil && !errors.Is(err, kernel.ErrNoNFTables) {
-		return fmt.Errorf("removing the pod's protections: %w", err)
 	}
 	if len(a.IPs) > 0 {
 		return p.Host.UnproxyPods(addrsOf(a))

@@ -149,6 +149,9 @@ func spec(n *config.Network, a ipam.Allocation, netns string, mtu int) (podnet.S
 		HostIfName: HostIfName(a.Handle),
 		MTU:        mtu,
 	}
+	if n.Protections {
+		s.Group = firewall.Group
+	}
 	s.MAC = PodMAC(a.Handle)
 	if a.MAC != "" {
 		mac, err := parseMAC(a.MAC)

@@ -63,8 +63,8 @@ func (f *fakeNet) Teardown(netns, ifName, hostIfName string) error {
 	return nil
 }
 
-// fakeFirewall records the scripts it is given, and how many pods have
-// elements (an "add element ... pods" adds one, a delete removes one).
+// fakeFirewall records the scripts it is given, and which pods have
+// elements (an "add element ... pod_macs" adds one, a delete removes one).
 type fakeFirewall struct {
 	scripts []string
 	pods    map[string]bool
@@ -80,10 +80,10 @@ func (f *fakeFirewall) Apply(script string) error {
 	}
 	for _, line := range strings.Split(script, "\n") {
 		var fam, name string
-		if _, err := fmt.Sscanf(line, "add element %s duet pods { %s }", &fam, &name); err == nil {
+		if _, err := fmt.Sscanf(line, "add element %s duet pod_macs { %s . ", &fam, &name); err == nil {
 			f.pods[name] = true
 		}
-		if _, err := fmt.Sscanf(line, "delete element %s duet pods { %s }", &fam, &name); err == nil {
+		if _, err := fmt.Sscanf(line, "delete element %s duet pod_macs { %s . ", &fam, &name); err == nil {
 			delete(f.pods, name)
 		}
 	}
@@ -97,18 +97,19 @@ func (f *fakeFirewall) ApplyFast(op firewall.FastOp) error {
 		return errors.New("fake: no netlink")
 	}
 	for _, e := range op.Elements {
-		if e.Set == "pods" {
+		if e.Set == "pod_macs" {
 			delete(f.pods, strings.TrimRight(string(e.Key), "\x00"))
 		}
 	}
 	return nil
 }
 
-// List lists the pods set, keyed as the kernel keys it.
+// List lists the pod_macs set, keyed as the kernel keys it (the MAC
+// left out: only the interface name is read).
 func (f *fakeFirewall) List(sets []firewall.RawElement) ([]firewall.RawElement, error) {
 	var out []firewall.RawElement
 	for _, s := range sets {
-		if s.Set != "pods" || s.Family != knftables.InetFamily {
+		if s.Set != "pod_macs" || s.Family != knftables.InetFamily {
 			continue
 		}
 		for name := range f.pods {

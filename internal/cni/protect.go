@@ -88,30 +88,42 @@ func (p *Plugin) protect(n *config.Network, pod firewall.Pod, pools []ipam.Pool)
 	return nil
 }
 
-// unprotect removes every element keyed by the pod's host interface,
+// unprotectIf removes every element keyed by the pod's host interface,
 // whatever the allocation says of its addresses (it may have been freed
 // elsewhere, or DEL may be retried), and the pools no other pod's network
-// has. It succeeds when they are gone.
-func (p *Plugin) unprotect(n *config.Network, pod firewall.Pod) error {
+// has. It succeeds when they are gone, or when there is no nftables.
+func (p *Plugin) unprotectIf(n *config.Network, hostIf string) error {
 	if !n.Protections {
 		return nil
 	}
 	fams := []knftables.Family{knftables.InetFamily}
-	if pod.Bridged {
+	if n.Mode == config.ModeBridge {
 		fams = append(fams, knftables.BridgeFamily)
 	}
-	err := p.sweep(fams, func(name string) bool { return name == pod.HostIf })
-	if err == nil || errors.Is(err, kernel.ErrNoNFTables) {
+	err := p.sweep(fams, func(name string) bool { return name == hostIf })
+	if errors.Is(err, kernel.ErrNoNFTables) {
+		return nil
+	}
+	return err
+}
+
+// unprotect is unprotectIf's fallback, for a table that cannot be read:
+// it removes the elements a's addresses make, as one nft transaction
+// that succeeds whatever is there.
+func (p *Plugin) unprotect(n *config.Network, a ipam.Allocation) error {
+	if !n.Protections {
+		return nil
+	}
+	s, err := spec(n, a, "", 0)
+	if err != nil {
 		return err
 	}
-	// The table cannot be read: remove what the allocation names, as
-	// one nft transaction that succeeds whatever is there.
-	script, serr := firewall.RemovePodScript(pod, fwPools(n.Pools))
-	if serr != nil {
-		return serr
+	script, err := firewall.RemovePodScript(fwPod(n, a, s), fwPools(n.Pools))
+	if err != nil {
+		return err
 	}
-	if aerr := p.Firewall.Apply(script); aerr != nil {
-		return fmt.Errorf("%w; then by nft: %w", err, aerr)
+	if err := p.Firewall.Apply(script); err != nil && !errors.Is(err, kernel.ErrNoNFTables) {
+		return fmt.Errorf("removing the pod's protections: %w", err)
 	}
 	return nil
 }

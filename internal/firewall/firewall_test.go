@@ -39,7 +39,8 @@ func TestAddPodRenders(t *testing.T) {
 	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, pod1, pool) })
 	dump := fake.Dump()
 	for _, want := range []string{
-		`add element inet duet pods { dt1 }`,
+		`iifgroup 53479 jump from-pod`,
+		`add element inet duet pod_pools6 { dt1 . fd00:1::/48 }`,
 		`add element inet duet pod_macs { dt1 . 02:11:22:33:44:55 }`,
 		`add element inet duet pod_addrs6 { dt1 . fd00:1::2 }`,
 		`add element inet duet pod_addrs6 { dt1 . fe80::11:22ff:fe33:4455 }`,

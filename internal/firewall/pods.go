@@ -61,7 +61,7 @@ func (p Pod) elements() ([]*knftables.Element, error) {
 	el := func(set string, key ...string) *knftables.Element {
 		return &knftables.Element{Family: fam, Table: Table, Set: set, Key: key}
 	}
-	out := []*knftables.Element{el(setPods, p.HostIf), el(setMACs, p.HostIf, p.MAC.String())}
+	out := []*knftables.Element{el(setMACs, p.HostIf, p.MAC.String())}
 	for _, s := range p.sources() {
 		set := setAddrs4
 		if s.Addr().Is6() {

@@ -90,7 +90,6 @@ func FastAddPod(pod Pod, pools []Pool) (FastOp, error) {
 	}
 	name := ifname(pod.HostIf)
 	op.Elements = append(op.Elements,
-		RawElement{Family: fam, Set: setPods, Key: name},
 		RawElement{Family: fam, Set: setMACs, Key: cat(name, pod.MAC)})
 	for _, src := range pod.sources() {
 		first, last := cat(name, addrBytes(src.Masked().Addr())), cat(name, addrBytes(lastAddr(src)))

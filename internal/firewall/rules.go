@@ -27,9 +27,18 @@ import (
 // Table is the name of both of duet's tables.
 const Table = "duet"
 
+// Group is the interface group of every protected pod's host interface
+// (podnet.Spec.Group): the prerouting hooks send what comes in from it
+// through the pod checks. A property of the interface, not an element of
+// a set, it is there from the interface's first packet to its last: a
+// DEL can remove the pod's elements while the interface goes, and its
+// traffic meanwhile fails closed (no MAC element, dropped), where a
+// "pods" set of names would let it through unchecked once its element
+// went. 0xd0e7 is the project's tag, as in the lab's fd00:d0e7::/32.
+const Group uint32 = 0xd0e7
+
 // Set names, shared by both tables where they apply.
 const (
-	setPods   = "pods"       // host-side interface of every protected pod
 	setMACs   = "pod_macs"   // ifname . ether_addr
 	setAddrs6 = "pod_addrs6" // ifname . ipv6_addr (interval: allowedSourcePrefixes)
 	setAddrs4 = "pod_addrs4" // ifname . ipv4_addr
@@ -59,7 +68,7 @@ const (
 // table; podPoolSets those in table inet duet. DEL and GC remove every
 // element of theirs whose key starts with the interface's name.
 var (
-	podSets     = []string{setPods, setMACs, setAddrs6, setAddrs4, setNDTargets}
+	podSets     = []string{setMACs, setAddrs6, setAddrs4, setNDTargets}
 	podPoolSets = []string{setPodPools6, setPodPools4}
 )
 
@@ -124,7 +133,6 @@ var natRules = []rule{
 func sets(fam knftables.Family) []*knftables.Set {
 	interval := []knftables.SetFlag{knftables.IntervalFlag}
 	s := []*knftables.Set{
-		{Name: setPods, Type: "ifname"},
 		{Name: setMACs, Type: "ifname . ether_addr"},
 		{Name: setAddrs6, Type: "ifname . ipv6_addr", Flags: interval},
 		{Name: setAddrs4, Type: "ifname . ipv4_addr", Flags: interval},
@@ -170,7 +178,7 @@ func ensureTable(tx *knftables.Transaction, fam knftables.Family) {
 	from := &knftables.Chain{Family: fam, Table: Table, Name: chainFromPod}
 	pre := &knftables.Chain{Family: fam, Table: Table, Name: "prerouting",
 		Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(hookPrio)}
-	chains["prerouting"] = []rule{{"iifname @" + setPods + " jump " + chainFromPod, "duet: pods"}}
+	chains["prerouting"] = []rule{{fmt.Sprintf("iifgroup %d jump %s", Group, chainFromPod), "duet: pods"}}
 	list := []*knftables.Chain{icmp, udp, from, pre} // jump targets first
 	if fam == knftables.InetFamily {
 		nat := &knftables.Chain{Family: fam, Table: Table, Name: "postrouting",

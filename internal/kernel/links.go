@@ -23,6 +23,8 @@ type Link struct {
 	PeerIndex int
 	// MasterIndex is the ifindex of the bridge the link is plugged into.
 	MasterIndex int
+	// Group is the interface group (IFLA_GROUP; 0 is the default).
+	Group uint32
 }
 
 func linkFrom(l netlink.Link) Link {
@@ -36,6 +38,7 @@ func linkFrom(l netlink.Link) Link {
 		Up:          a.Flags&net.FlagUp != 0,
 		PeerIndex:   a.ParentIndex,
 		MasterIndex: a.MasterIndex,
+		Group:       a.Group,
 	}
 }
 
@@ -84,6 +87,9 @@ type Veth struct {
 	PeerName string
 	PeerNS   *NS // nil: same namespace
 	PeerMAC  net.HardwareAddr
+	// Group is the local end's interface group, set as the pair is
+	// created, so the end is in it from its first packet.
+	Group uint32
 }
 
 // AddVeth creates a veth pair, both ends down. The kernel makes both ends
@@ -93,6 +99,7 @@ func (n *NS) AddVeth(v Veth) error {
 	la := netlink.NewLinkAttrs()
 	la.Name = v.Name
 	la.MTU = v.MTU
+	la.Group = v.Group
 	veth := &netlink.Veth{
 		LinkAttrs:        la,
 		PeerName:         v.PeerName,
@@ -137,6 +144,12 @@ func (n *NS) SetLinkUp(name string) error {
 // SetLinkMTU sets the named link's MTU. Equivalent to: ip link set NAME mtu MTU
 func (n *NS) SetLinkMTU(name string, mtu int) error {
 	return n.onLink(name, "set mtu", func(l netlink.Link) error { return n.h.LinkSetMTU(l, mtu) })
+}
+
+// SetLinkGroup puts the named link in an interface group.
+// Equivalent to: ip link set NAME group GROUP
+func (n *NS) SetLinkGroup(name string, group uint32) error {
+	return n.onLink(name, "set group", func(l netlink.Link) error { return n.h.LinkSetGroup(l, int(group)) })
 }
 
 // SetLinkMAC sets the named link's MAC address.

@@ -47,6 +47,9 @@ func check(host, pod *kernel.NS, d Desired) error {
 	if !isPair(hl, pl) {
 		return fmt.Errorf("host interface %s is not the veth peer of %s", hl.Name, pl.Name)
 	}
+	if hl.Group != d.Host.Group {
+		return fmt.Errorf("host interface %s is in interface group %d, want %d: duet's protections match pods by it", hl.Name, hl.Group, d.Host.Group)
+	}
 	if d.Pod.MAC != nil && !bytes.Equal(pl.MAC, d.Pod.MAC) {
 		return fmt.Errorf("pod interface %s has MAC %s, want %s", pl.Name, pl.MAC, d.Pod.MAC)
 	}

@@ -34,6 +34,8 @@ type Iface struct {
 	// Master is the bridge a bridge-mode host end is plugged into, with
 	// hairpin on so a pod can reach itself through a service address.
 	Master string
+	// Group is the interface group the host end is created in (0: none).
+	Group uint32
 	// Sysctls are set before the link goes up, so that no IPv6 address is
 	// ever tentative and no router advertisement is ever taken.
 	Sysctls []kernel.Sysctl
@@ -76,6 +78,7 @@ func Plan(spec Spec) (Desired, error) {
 		Host: Iface{
 			Name:    spec.HostIfName,
 			MTU:     spec.MTU,
+			Group:   spec.Group,
 			Sysctls: hardening(spec.HostIfName, len(v6) > 0),
 		},
 	}

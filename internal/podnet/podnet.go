@@ -49,6 +49,11 @@ type Spec struct {
 	// mode: the pool's prefix length, so other pods on the bridge are
 	// on-link.
 	Addresses []netip.Prefix
+	// Group, when not 0, is the host end's interface group, given as the
+	// veth is created: duet's protections match pods by it (see
+	// firewall.Group), so a pod is checked from its interface's first
+	// packet to its last, with no per-pod element to add or remove.
+	Group uint32
 	// BridgeName is the bridge to plug into (bridge mode only).
 	BridgeName string
 	// BridgeGateways are the addresses the bridge holds, with the pool's

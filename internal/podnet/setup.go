@@ -105,6 +105,11 @@ func ensureVeth(host, pod *kernel.NS, d Desired) (created bool, err error) {
 	}
 	switch {
 	case herr == nil && perr == nil && isPair(hl, pl):
+		if hl.Group != d.Host.Group { // left by an ADD of another duet version
+			if err := host.SetLinkGroup(d.Host.Name, d.Host.Group); err != nil {
+				return false, fmt.Errorf("podnet: %w", err)
+			}
+		}
 		return false, nil
 	case perr == nil:
 		return false, &LinkExistsError{Name: d.Pod.Name, NetNS: d.NetNS}
@@ -117,7 +122,7 @@ func ensureVeth(host, pod *kernel.NS, d Desired) (created bool, err error) {
 		// link has to be read back before it is configured.
 		mac = kernel.RandomMAC()
 	}
-	err = host.AddVeth(kernel.Veth{Name: d.Host.Name, MTU: d.Host.MTU, PeerName: d.Pod.Name, PeerNS: pod, PeerMAC: mac})
+	err = host.AddVeth(kernel.Veth{Name: d.Host.Name, MTU: d.Host.MTU, Group: d.Host.Group, PeerName: d.Pod.Name, PeerNS: pod, PeerMAC: mac})
 	if errors.Is(err, kernel.ErrExists) {
 		// Lost a race with another creator: say which name.
 		if _, perr := pod.Link(d.Pod.Name); perr == nil {

@@ -46,9 +46,9 @@ func TestDelRemovesElements(t *testing.T) {
 			nw := e.network(t, mode, "dual", []string{e.ula(), e.private4()}, nil)
 			a := e.add(t, nw, allowedArg)
 			b := e.add(t, nw)
-			pods := strings.Join(setElems(t, e.host, table(mode), "pods"), " ")
+			pods := strings.Join(setElems(t, e.host, table(mode), "pod_macs"), " ")
 			if !strings.Contains(pods, a.HostIf) || !strings.Contains(pods, b.HostIf) {
-				t.Fatalf("nft -j list set %s duet pods: %s; want %s and %s", table(mode), pods, a.HostIf, b.HostIf)
+				t.Fatalf("nft -j list set %s duet pod_macs: %s; want %s and %s", table(mode), pods, a.HostIf, b.HostIf)
 			}
 			wantElems(t, e, mode, a.HostIf, true, true)
 			for i := range 2 {
