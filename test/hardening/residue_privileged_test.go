@@ -2,10 +2,16 @@ package hardening
 
 import (
 	"context"
+	"fmt"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
+	"sigs.k8s.io/knftables"
+
+	"github.com/duetnet/duet/internal/cni"
+	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/ipam"
 	"github.com/duetnet/duet/internal/kernel/kerneltest"
 	"github.com/duetnet/duet/internal/store"
@@ -122,6 +128,66 @@ func TestTableAsBeforeAfterEveryDel(t *testing.T) {
 				t.Fatal("ADD into a namespace whose eth0 is taken worked")
 			}
 			same("a failed ADD")
+		})
+	}
+}
+
+// TestFailsClosedWhileItsInterfaceGoes: DEL removes a pod's elements while
+// its interface is being deleted, at once. In between, the interface is
+// still there and still in duet's interface group, so what the pod sends,
+// even from its own address and MAC, is dropped rather than let through
+// unchecked. The window is made here by removing the elements (as DEL's
+// own code does) and not the interface.
+func TestFailsClosedWhileItsInterfaceGoes(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			nw := e.network(t, mode, "dual", []string{e.ula(), e.private4()}, nil)
+			a, c := e.add(t, nw), e.add(t, nw)
+			fams := []knftables.Family{knftables.InetFamily}
+			if mode == bridge {
+				fams = append(fams, knftables.BridgeFamily)
+			}
+			e.host.do(t, func() error {
+				have, err := cni.KernelFirewall.List(firewall.ResidueSets(fams...))
+				if err != nil {
+					return err
+				}
+				del, _ := firewall.Residue(have, func(name string) bool { return name == a.HostIf })
+				if len(del.Elements) == 0 {
+					t.Fatalf("no elements of %s to remove", a.HostIf)
+				}
+				return cni.KernelFirewall.ApplyFast(del)
+			})
+			wantElems(t, e, mode, a.HostIf, false, false)
+			before := dropCount(t, e.host, table(mode), "duet: source MAC is not the pod's")
+			var sent []probe
+			for _, fam := range []int{6, 4} {
+				for _, tg := range spoofTargets(t, e, mode, a, c, fam, 7100+fam) {
+					what := fmt.Sprintf("IPv%d UDP from a's own address and MAC to %s", fam, tg.name)
+					h := frameHdr{SrcMAC: a.MAC, DstMAC: tg.mac, Src: a.addr(t, fam), Dst: tg.ip}
+					p := probe{what, a.addr(t, fam), udpFrame(h, 40000, uint16(7100+fam), what), tg.l}
+					sendFrames(t, a.NS, a.IfName, p.frame)
+					sent = append(sent, p)
+				}
+			}
+			time.Sleep(silence)
+			for _, p := range sent {
+				for _, got := range p.to.drain() {
+					t.Errorf("%s received %q from %s: a pod whose elements are gone must send nothing", p.to.Where, got.Payload, got.From)
+				}
+			}
+			if got := dropCount(t, e.host, table(mode), "duet: source MAC is not the pod's") - before; got < uint64(len(sent)) {
+				t.Errorf("the MAC check dropped %d packets, want at least %d", got, len(sent))
+			}
+			// The same frames from c, whose elements are there, arrive.
+			for _, fam := range []int{6, 4} {
+				l := listen(t, e.host, fam, 7200+fam, false)
+				what := fmt.Sprintf("IPv%d control from c", fam)
+				h := frameHdr{SrcMAC: c.MAC, DstMAC: c.GwMAC, Src: c.addr(t, fam), Dst: hostAddr(fam)}
+				sendFrames(t, c.NS, c.IfName, udpFrame(h, 40000, uint16(7200+fam), what))
+				l.want(t, 2*time.Second, what, "control: "+what)
+			}
 		})
 	}
 }
