@@ -128,31 +128,43 @@ func (p *Plugin) unprotect(n *config.Network, a ipam.Allocation) error {
 	return nil
 }
 
-// sweep removes, under the firewall's lock, what firewall.Residue says
-// of the interfaces gone names, from fams' tables: one netlink batch for
-// the pods' elements, and one nft transaction for the pools that lost
-// their last pod, rarely. gone is asked after the sets are read, so a
-// pod whose ADD protected it after the read is not in what is removed.
+// sweep removes what firewall.Residue says of the interfaces gone names,
+// from fams' tables: one netlink batch for the pods' elements, then, for
+// the pools those pods' networks had, the elements of those no pod's
+// network has any more (one nft transaction, rarely). gone is asked
+// after the sets are read, so a pod whose ADD protected it after the
+// read is not in what is removed. Only the pool decision takes the lock,
+// so that an ADD's fast path, which trusts a pool's marker, never adds a
+// pod to a pool whose elements are going; DELs in parallel otherwise run
+// in parallel, and the last pod of a pool, whichever DEL finishes last,
+// takes the pool with it.
 func (p *Plugin) sweep(fams []knftables.Family, gone func(ifname string) bool) error {
-	unlock, err := p.Firewall.Lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	have, err := p.Firewall.List(firewall.ResidueSets(fams...))
 	if err != nil {
 		return err
 	}
-	del, prune := firewall.Residue(have, gone)
+	del, pools := firewall.Residue(have, gone)
 	if len(del.Elements) > 0 {
 		if err := p.Firewall.ApplyFast(del); err != nil {
 			return fmt.Errorf("removing %d elements of gone pods: %w", len(del.Elements), err)
 		}
 	}
-	if len(prune) > 0 {
+	if len(pools) == 0 {
+		return nil
+	}
+	unlock, err := p.Firewall.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	left, err := p.Firewall.List(firewall.PodPoolSets())
+	if err != nil {
+		return err
+	}
+	if prune := firewall.Unreferenced(left, pools); len(prune) > 0 {
 		if err := p.Firewall.Apply(firewall.PrunePoolsScript(prune)); err != nil {
-			// The pods are unprotected already; a pool's elements left
-			// behind only keep its NAT, and the next DEL tries again.
+			// The pods are gone already: a pool's elements left behind
+			// only keep its NAT, and say so here.
 			fmt.Fprintf(os.Stderr, "duet: removing the elements of pools no pod uses (%v): %v\n", prune, err)
 		}
 	}

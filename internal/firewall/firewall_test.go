@@ -170,3 +170,39 @@ func TestFastPathNeedsCurrentTable(t *testing.T) {
 		t.Fatalf("fast add then remove changed the table:\n%s\n---\n%s", full, got)
 	}
 }
+
+// TestResidue: the elements of the gone pod alone go, whatever else the
+// sets hold; its network's pools are named, and they are unreferenced
+// once no other pod's network has them.
+func TestResidue(t *testing.T) {
+	other := Pod{HostIf: "dt2", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 9}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:1::3"), netip.MustParseAddr("10.7.0.3")}}
+	a, _ := FastAddPod(pod1, pool)
+	b, _ := FastAddPod(other, pool)
+	have := append(append([]RawElement{}, a.Elements...), b.Elements...)
+	del, pools := Residue(have, func(name string) bool { return name == "dt1" })
+	if len(del.Elements) != len(a.Elements) {
+		t.Fatalf("removes %d elements, want dt1's %d", len(del.Elements), len(a.Elements))
+	}
+	for _, e := range del.Elements {
+		if n, _ := keyIfname(e.Key); n != "dt1" {
+			t.Errorf("removes %s's element in %s", n, e.Set)
+		}
+	}
+	if len(pools) != len(pool) {
+		t.Fatalf("pools %v, want %v", pools, pool)
+	}
+	for i, p := range pools {
+		if p != pool[i].CIDR {
+			t.Errorf("pool %d: %s, want %s", i, p, pool[i].CIDR)
+		}
+	}
+	if left := Unreferenced(b.Elements, pools); len(left) != 0 {
+		t.Errorf("dt2's network still has %v", left)
+	}
+	if left := Unreferenced(nil, pools); len(left) != len(pools) {
+		t.Errorf("no pod left, unreferenced %v, want all of %v", left, pools)
+	}
+	if del, pools := Residue(have, func(string) bool { return false }); len(del.Elements) != 0 || len(pools) != 0 {
+		t.Errorf("nothing gone, yet %d elements and pools %v", len(del.Elements), pools)
+	}
+}

@@ -25,52 +25,64 @@ func ResidueSets(fams ...knftables.Family) []RawElement {
 // Residue decides, from what the per-pod sets hold (have, read from
 // ResidueSets), what goes when the interfaces gone says are gone: every
 // element keyed by such an interface, whatever the store says of its
-// pod, in del; and the pools that such pods' networks had and no
-// remaining pod's network has, in prune (see PrunePoolsScript). This is
-// how DEL after the allocation was freed elsewhere, or a pod whose DEL
-// never came, still leaves the table as it was before the pod's ADD.
-func Residue(have []RawElement, gone func(ifname string) bool) (del FastOp, prune []netip.Prefix) {
+// pod, in del; and the pools those pods' networks had, in pools, whose
+// elements go too once no pod's network has them (Unreferenced, read
+// after del is applied). This is how DEL after the allocation was freed
+// elsewhere, or a pod whose DEL never came, still leaves the table as it
+// was before the pod's ADD.
+func Residue(have []RawElement, gone func(ifname string) bool) (del FastOp, pools []netip.Prefix) {
 	verdict := map[string]bool{}
-	isGone := func(name string) bool {
-		g, ok := verdict[name]
-		if !ok {
-			g = gone(name)
-			verdict[name] = g
-		}
-		return g
-	}
-	kept, left := map[netip.Prefix]bool{}, map[netip.Prefix]bool{}
-	var order []netip.Prefix
+	seen := map[netip.Prefix]bool{}
 	for _, e := range have {
 		name, ok := keyIfname(e.Key)
 		if !ok {
 			continue
 		}
-		g := isGone(name)
-		if g {
-			del.Elements = append(del.Elements, e)
-		}
-		if e.Set != setPodPools6 && e.Set != setPodPools4 {
-			continue
-		}
-		p, ok := poolOf(e)
+		g, ok := verdict[name]
 		if !ok {
-			continue
+			g = gone(name)
+			verdict[name] = g
 		}
 		if !g {
-			kept[p] = true
-		} else if !left[p] {
-			left[p] = true
-			order = append(order, p)
+			continue
+		}
+		del.Elements = append(del.Elements, e)
+		if p, ok := poolOf(e); ok && isPodPoolSet(e.Set) && !seen[p] {
+			seen[p] = true
+			pools = append(pools, p)
 		}
 	}
-	for _, p := range order {
-		if !kept[p] {
-			prune = append(prune, p)
-		}
-	}
-	return del, prune
+	return del, pools
 }
+
+// PodPoolSets are the sets Unreferenced reads.
+func PodPoolSets() []RawElement {
+	var out []RawElement
+	for _, s := range podPoolSets {
+		out = append(out, RawElement{Family: knftables.InetFamily, Set: s})
+	}
+	return out
+}
+
+// Unreferenced are the pools of pools that no element of have (read
+// from PodPoolSets) names: no remaining pod's network has them.
+func Unreferenced(have []RawElement, pools []netip.Prefix) []netip.Prefix {
+	used := map[netip.Prefix]bool{}
+	for _, e := range have {
+		if p, ok := poolOf(e); ok && isPodPoolSet(e.Set) {
+			used[p] = true
+		}
+	}
+	var out []netip.Prefix
+	for _, p := range pools {
+		if !used[p] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func isPodPoolSet(s string) bool { return s == setPodPools6 || s == setPodPools4 }
 
 // PrunePoolsScript removes pools' elements from pools6/pools4 and
 // nat6/nat4, and their markers, each added first so that the script
