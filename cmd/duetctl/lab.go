@@ -41,6 +41,10 @@ func labCmd() *cobra.Command {
 				if kubeSrc == "" {
 					kubeSrc = filepath.Join(filepath.Dir(self), "..", "hack", "kube")
 				}
+				if o.Topology != "switched" {
+					return fmt.Errorf("--topology %s: the kube lab's nodes share one segment; drop --topology with --kubernetes", o.Topology)
+				}
+				o = o.WithDefaults()
 				ko := kubelab.Options{Nodes: o.Nodes, Family: o.Family, Routing: o.Routing, ProxyMode: proxyMode, NoNetworkPolicy: !netpol}
 				_, err = kubelab.Up(ctx, ko, kubelab.Sources{DuetBin: filepath.Dir(self), KubeSrc: kubeSrc, KubeBin: kubeBin}, datadir, os.Stdout)
 			} else {
@@ -55,8 +59,8 @@ func labCmd() *cobra.Command {
 	up.Flags().IntVar(&o.Nodes, "nodes", 2, "number of nodes")
 	up.Flags().IntVar(&o.PodsPerNode, "pods-per-node", 2, "pods on each node")
 	up.Flags().StringVar(&o.Family, "family", "dual", "pod address families: dual, ipv6 or ipv4")
-	up.Flags().StringVar(&o.Routing, "routing", "direct", "how nodes reach each other's pods: direct or vxlan")
-	up.Flags().StringVar(&o.Topology, "topology", "switched", "switched, or ndp-proxy (pods in the nodes' uplink prefix, answered by NDP proxy)")
+	up.Flags().StringVar(&o.Routing, "routing", "", "how nodes reach each other's pods: direct (routes on the shared segment), vxlan (an overlay), or bgp (GoBGP: a node-to-node mesh when switched, peering with a BIRD router when routed) (default direct; bgp with --topology routed)")
+	up.Flags().StringVar(&o.Topology, "topology", "switched", "switched (nodes on one segment), routed (each node on its own subnet behind a BIRD router; implies --routing bgp), or ndp-proxy (pods in the nodes' uplink /64, answered by NDP proxy)")
 	up.Flags().BoolVar(&kube, "kubernetes", false, "a real Kubernetes cluster (upstream binaries built from Go modules and cached) with duet installed from deploy/duet.yaml")
 	up.Flags().StringVar(&proxyMode, "proxy-mode", "nftables", "kube-proxy's mode with --kubernetes: nftables or iptables")
 	up.Flags().BoolVar(&netpol, "network-policy", true, "with --kubernetes: duet enforces NetworkPolicy (--network-policy=false leaves every pod open)")

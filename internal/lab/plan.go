@@ -148,6 +148,41 @@ func hostAddr(p netip.Prefix, id int) netip.Addr {
 	return out
 }
 
+// WithDefaults fills what the user left empty: the switched topology,
+// and direct routing, except that the routed topology implies BGP (its
+// router learns the pod blocks from the nodes; there is nothing else it
+// could route by).
+func (o Options) WithDefaults() Options {
+	if o.Topology == "" {
+		o.Topology = "switched"
+	}
+	if o.Routing == "" {
+		o.Routing = "direct"
+		if o.Topology == "routed" {
+			o.Routing = "bgp"
+		}
+	}
+	return o
+}
+
+// Diff names, as flags, what differs between a running lab's options and
+// these, so "already up" can say what the user asked to change.
+func (o Options) Diff(running Options) []string {
+	var d []string
+	add := func(flag string, was, now any) {
+		if was != now {
+			d = append(d, fmt.Sprintf("--%s %v (the running lab has %v)", flag, now, was))
+		}
+	}
+	add("nodes", running.Nodes, o.Nodes)
+	add("pods-per-node", running.PodsPerNode, o.PodsPerNode)
+	add("family", running.Family, o.Family)
+	add("routing", running.Routing, o.Routing)
+	add("topology", running.Topology, o.Topology)
+	add("block-size6", running.BlockSize6, o.BlockSize6)
+	return d
+}
+
 // Validate checks the options, naming the flag at fault.
 func (o Options) Validate() error {
 	switch {
@@ -162,7 +197,7 @@ func (o Options) Validate() error {
 	case o.Topology != "" && o.Topology != "switched" && o.Topology != "ndp-proxy" && o.Topology != "routed":
 		return fmt.Errorf("--topology %q: use switched, ndp-proxy or routed", o.Topology)
 	case o.Topology == "routed" && o.Routing != "bgp":
-		return fmt.Errorf("--topology routed puts each node on its own subnet behind a BGP router: use --routing bgp")
+		return fmt.Errorf("--topology routed puts each node on its own subnet behind a router that learns pod blocks by BGP, so it cannot use --routing %s: drop --routing (routed implies bgp) or pass --routing bgp", o.Routing)
 	case o.Routing == "bgp" && o.Topology == "ndp-proxy":
 		return fmt.Errorf("--routing bgp: use --topology routed (a BIRD router) or switched (a node-to-node mesh)")
 	case o.Topology == "ndp-proxy" && o.Nodes > 2:

@@ -61,23 +61,23 @@ func (s State) save() error {
 // Up builds the lab. binDir holds duet and duetd. Running it again with
 // the same options on a ready lab changes nothing.
 func Up(ctx context.Context, o Options, binDir, datadir string, out io.Writer) (State, error) {
-	if o.Topology == "" {
-		o.Topology = "switched"
+	// Options first: a wrong flag is named as such even while a lab
+	// runs, rather than hidden behind "already up".
+	o = o.WithDefaults()
+	if err := o.Validate(); err != nil {
+		return State{}, err
 	}
 	if old, ok, err := Load(datadir); err != nil {
 		return State{}, err
 	} else if ok {
-		if old.Ready && old.Options == o {
-			fmt.Fprintln(out, "lab already up with these options; nothing to do")
-			return old, nil
-		}
 		if !old.Ready {
 			return State{}, fmt.Errorf("%w but did not finish (interrupted or failed): run `duetctl lab down`, then `lab up` again", ErrAlreadyUp)
 		}
-		return State{}, fmt.Errorf("%w with %d nodes, %d pods per node, family %s, topology %s: run `duetctl lab down` first to change it", ErrAlreadyUp, old.Options.Nodes, old.Options.PodsPerNode, old.Options.Family, old.Options.Topology)
-	}
-	if err := o.Validate(); err != nil {
-		return State{}, err
+		if d := o.Diff(old.Options.WithDefaults()); len(d) > 0 {
+			return State{}, fmt.Errorf("%w with other options: %s; run `duetctl lab down` first to change it", ErrAlreadyUp, strings.Join(d, ", "))
+		}
+		fmt.Fprintln(out, "lab already up with these options; nothing to do")
+		return old, nil
 	}
 	for _, b := range []string{"duet", "duetd"} {
 		if _, err := os.Stat(filepath.Join(binDir, b)); err != nil {
