@@ -13,6 +13,7 @@ import (
 
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/lab"
 	"github.com/duetnet/duet/internal/store"
 	"github.com/duetnet/duet/internal/store/open"
 )
@@ -68,6 +69,7 @@ func ipamCmd() *cobra.Command {
 type storeFlags struct {
 	path string
 	ds   config.Datastore
+	lab  labTarget
 }
 
 func (f *storeFlags) add(cmd *cobra.Command) {
@@ -76,15 +78,23 @@ func (f *storeFlags) add(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&f.ds.CAFile, "etcd-ca-file", "", "CA certificate for https etcd endpoints")
 	cmd.PersistentFlags().StringVar(&f.ds.CertFile, "etcd-cert-file", "", "client certificate for etcd")
 	cmd.PersistentFlags().StringVar(&f.ds.KeyFile, "etcd-key-file", "", "client key for etcd")
+	f.lab.add(cmd, true)
 }
 
 func (f *storeFlags) etcd() bool { return len(f.ds.Endpoints) > 0 }
 
 // open opens the chosen store.
 func (f *storeFlags) open() (store.Store, error) {
+	if f.lab.node != "" {
+		s, n, err := f.lab.load()
+		if err != nil {
+			return nil, err
+		}
+		return lab.OpenStore(s, n.Name)
+	}
 	if !f.etcd() {
 		if _, err := os.Stat(f.path); err != nil {
-			return nil, fmt.Errorf("no duet datastore at %s (%v): no pod has been added yet, or pass --datastore-path (or --etcd-endpoints)", f.path, err)
+			return nil, fmt.Errorf("no duet datastore at %s (%v): no pod has been added yet, or pass --datastore-path (or --etcd-endpoints)%s", f.path, err, labHint())
 		}
 		return open.Store(config.Datastore{Type: config.DatastoreBolt, Path: f.path})
 	}

@@ -93,13 +93,23 @@ func labCmd() *cobra.Command {
 				fmt.Fprintf(w, "kubernetes\t%s\tkube-proxy %s\tkubectl --kubeconfig %s (%s)\n", k.Version, k.ProxyMode, k.Kubeconfig, k.Kubectl)
 				fmt.Fprintf(w, "control plane\t%s\t%v\n", k.ControlPlane.NetNS, k.ControlPlane.Addrs)
 			}
+			if s.Kubernetes == nil && s.Store.NetNS != "" {
+				fmt.Fprintf(w, "etcd\t%s\t%s\n", s.Store.NetNS, strings.Join(s.EtcdEndpoints(), " "))
+			}
 			for _, n := range s.Nodes {
-				fmt.Fprintf(w, "node %s\t%s\t%v\n", n.Name, n.NetNS, n.Addrs)
+				fmt.Fprintf(w, "node %s\t%s\t%v\tsocket %s\n", n.Name, n.NetNS, n.Addrs, s.NodeSocket(n.Name))
 			}
 			for _, p := range s.Pods {
 				fmt.Fprintf(w, "pod %s\t%s\t%v (on %s)\n", p.Name, p.NetNS, p.IPs, p.Node)
 			}
-			return w.Flush()
+			if err := w.Flush(); err != nil {
+				return err
+			}
+			if len(s.Nodes) > 0 {
+				n := s.Nodes[0].Name
+				fmt.Printf("\nInspect a node with duet's own commands:\n  duetctl node status --lab %s\n  duetctl node sysctls --lab %s\n  duetctl ipam show --lab %s\n  ip netns exec %s%s nft list table inet duet\n", n, n, n, lab.Prefix, n)
+			}
+			return nil
 		},
 	}
 	status.Flags().BoolVar(&asJSON, "json", false, "print JSON")

@@ -26,21 +26,43 @@ import (
 func nodeCmd() *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Inspect this node"}
 	var asJSON bool
+	var sysLab labTarget
 	sys := &cobra.Command{
 		Use:   "sysctls",
 		Short: "Show the host sysctls duet relies on, what they should be, and what duet changed",
-		RunE:  func(*cobra.Command, []string) error { return showSysctls(asJSON) },
+		RunE: func(*cobra.Command, []string) error {
+			if sysLab.node == "" {
+				return showSysctls(cni.SysctlLogPath, asJSON)
+			}
+			s, n, err := sysLab.load()
+			if err != nil {
+				return err
+			}
+			return sysLab.do(n, func() error { return showSysctls(s.NodeSysctlLog(n.Name), asJSON) })
+		},
 	}
 	sys.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	sysLab.add(sys, false)
 	var sock string
 	var statusJSON bool
+	var statusLab labTarget
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "Ask this node's duetd for its routes, cluster view and BGP peers",
-		RunE:  func(*cobra.Command, []string) error { return nodeStatus(sock, statusJSON) },
+		RunE: func(*cobra.Command, []string) error {
+			if statusLab.node != "" {
+				s, n, err := statusLab.load()
+				if err != nil {
+					return err
+				}
+				sock = s.NodeSocket(n.Name)
+			}
+			return nodeStatus(sock, statusJSON)
+		},
 	}
 	status.Flags().StringVar(&sock, "socket", "/run/duet/duetd.sock", "duetd's status socket")
 	status.Flags().BoolVar(&statusJSON, "json", false, "print JSON")
+	statusLab.add(status, false)
 	var sf storeFlags
 	var force bool
 	remove := &cobra.Command{
@@ -120,7 +142,7 @@ func nodeStatus(sock string, asJSON bool) error {
 	}}}
 	resp, err := c.Get("http://duetd/status")
 	if err != nil {
-		return fmt.Errorf("duetd is not answering on %s (%v): is it running? (--socket)", sock, err)
+		return fmt.Errorf("duetd is not answering on %s (%v): is it running? (--socket)%s", sock, err, labHint())
 	}
 	defer resp.Body.Close()
 	var st agent.Status
@@ -222,9 +244,11 @@ func sysctlRows() []sysctlRow {
 	return rows
 }
 
-func showSysctls(asJSON bool) error {
+// showSysctls reports this namespace's sysctls and the changes recorded in
+// logPath.
+func showSysctls(logPath string, asJSON bool) error {
 	r := sysctlReport{Sysctls: sysctlRows()}
-	if f, err := os.Open(cni.SysctlLogPath); err == nil {
+	if f, err := os.Open(logPath); err == nil {
 		sc := bufio.NewScanner(f)
 		for sc.Scan() {
 			var e cni.SysctlLogEntry
@@ -250,7 +274,7 @@ func showSysctls(asJSON bool) error {
 		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", row.Name, row.Value, row.Want, mark, row.Why)
 	}
 	w.Flush()
-	fmt.Printf("\nChanges made by duet (%s):\n", cni.SysctlLogPath)
+	fmt.Printf("\nChanges made by duet (%s):\n", logPath)
 	if len(r.Changes) == 0 {
 		fmt.Println("  none")
 	}

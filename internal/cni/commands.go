@@ -79,7 +79,9 @@ func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool,
 		return podnet.Result{}, err
 	}
 	pod := fwPod(n, a, s)
-	if err := p.Host.EnableForwarding(addrsOf(a)); err != nil {
+	changes, err := p.Host.EnableForwarding(addrsOf(a))
+	p.recordSysctls(n, changes)
+	if err != nil {
 		return podnet.Result{}, fmt.Errorf("enabling forwarding: %w", err)
 	}
 	if err := p.protect(n, pod, pools); err != nil {
@@ -90,7 +92,9 @@ func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool,
 		_ = p.removeProtections(n, a)
 		return podnet.Result{}, err
 	}
-	if err := p.Host.ProxyPods(prefixes(pools), addrsOf(a)); err != nil {
+	changes, err = p.Host.ProxyPods(prefixes(pools), addrsOf(a))
+	p.recordSysctls(n, changes)
+	if err != nil {
 		_ = p.Host.UnproxyPods(addrsOf(a))
 		_ = p.Net.Teardown(args.Netns, args.IfName, s.HostIfName)
 		_ = p.removeProtections(n, a)

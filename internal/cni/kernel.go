@@ -11,6 +11,7 @@ import (
 
 	"sigs.k8s.io/knftables"
 
+	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/podnet"
@@ -28,22 +29,23 @@ type kernelHost struct{}
 func (kernelHost) DefaultRouteMTU() (int, error)     { return kernel.DefaultRouteMTU() }
 func (kernelHost) Prefixes() ([]netip.Prefix, error) { return kernel.HostPrefixes() }
 
-// EnableForwarding turns forwarding on for the families pods use, and says
-// on stderr (the runtime's log) what it changed.
-func (kernelHost) EnableForwarding(addrs []netip.Addr) error {
+// EnableForwarding turns forwarding on for the families pods use.
+func (kernelHost) EnableForwarding(addrs []netip.Addr) ([]SysctlChange, error) {
 	changes, err := kernel.EnableForwarding(addrs...)
-	for _, c := range changes {
-		fmt.Fprintf(os.Stderr, "duet: sysctl %s\n", c)
+	return sysctlChanges(changes), err
+}
+
+func sysctlChanges(in []kernel.SysctlChange) []SysctlChange {
+	out := make([]SysctlChange, 0, len(in))
+	for _, c := range in {
+		out = append(out, SysctlChange{Name: c.Name, Old: c.Old, New: c.New})
 	}
-	if len(changes) > 0 {
-		logSysctlChanges(SysctlLogPath, changes)
-	}
-	return err
+	return out
 }
 
 // SysctlLogPath is where the plugin records every host sysctl it changed,
 // one JSON object a line, for `duetctl node sysctls`.
-const SysctlLogPath = "/var/lib/duet/sysctl-changes.jsonl"
+const SysctlLogPath = config.DefaultSysctlLog
 
 // SysctlLogEntry is one line of SysctlLogPath.
 type SysctlLogEntry struct {
@@ -64,10 +66,28 @@ func CurrentNetNS() string {
 	return s
 }
 
-func logSysctlChanges(path string, changes []kernel.SysctlChange) {
+// recordSysctls says on the runtime's log, and in the network's sysctl
+// log, which host sysctls the plugin changed: they outlive the pod, so an
+// operator must be able to find who set them.
+func (p *Plugin) recordSysctls(n *config.Network, changes []SysctlChange) {
 	if len(changes) == 0 {
 		return
 	}
+	w := p.Stderr
+	if w == nil {
+		w = os.Stderr
+	}
+	for _, c := range changes {
+		fmt.Fprintf(w, "duet: sysctl %s\n", c)
+	}
+	path := n.SysctlLog
+	if path == "" {
+		path = SysctlLogPath
+	}
+	logSysctlChanges(path, changes)
+}
+
+func logSysctlChanges(path string, changes []SysctlChange) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return
 	}
@@ -135,20 +155,19 @@ func (kernelHost) CheckPools(pools []netip.Prefix) error {
 	})
 }
 
-func (kernelHost) ProxyPods(pools []netip.Prefix, addrs []netip.Addr) error {
-	return onHost(func(host *kernel.NS, onlink []kernel.OnLinkPrefix) error {
+func (kernelHost) ProxyPods(pools []netip.Prefix, addrs []netip.Addr) ([]SysctlChange, error) {
+	var all []SysctlChange
+	err := onHost(func(host *kernel.NS, onlink []kernel.OnLinkPrefix) error {
 		for _, e := range routing.ProxyPlan(onlink, pools, addrs) {
 			changes, err := host.AddProxyEntry(e)
-			for _, c := range changes {
-				fmt.Fprintf(os.Stderr, "duet: sysctl %s\n", c)
-			}
-			logSysctlChanges(SysctlLogPath, changes)
+			all = append(all, sysctlChanges(changes)...)
 			if err != nil {
 				return err
 			}
 		}
 		return nil
 	})
+	return all, err
 }
 
 func (kernelHost) UnproxyPods(addrs []netip.Addr) error {

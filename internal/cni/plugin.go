@@ -41,13 +41,15 @@ type Host interface {
 	// Prefixes are the host's routes and addresses, to keep the
 	// zero-config IPv4 pool clear of them.
 	Prefixes() ([]netip.Prefix, error)
-	// EnableForwarding turns on forwarding for the families of addrs.
-	EnableForwarding(addrs []netip.Addr) error
+	// EnableForwarding turns on forwarding for the families of addrs and
+	// says what it changed.
+	EnableForwarding(addrs []netip.Addr) ([]SysctlChange, error)
 	// CheckPools refuses pools that contain an uplink's on-link prefix.
 	CheckPools(pools []netip.Prefix) error
 	// ProxyPods makes the host answer neighbour discovery (and ARP) on
-	// an uplink for each pod address inside that uplink's prefix.
-	ProxyPods(pools []netip.Prefix, addrs []netip.Addr) error
+	// an uplink for each pod address inside that uplink's prefix, and
+	// says which sysctls it changed to do so.
+	ProxyPods(pools []netip.Prefix, addrs []netip.Addr) ([]SysctlChange, error)
 	// UnproxyPods removes the proxy entries of addrs.
 	UnproxyPods(addrs []netip.Addr) error
 	// Links names the host's network interfaces.
@@ -84,7 +86,14 @@ type Plugin struct {
 	Hostname func() (string, error)
 	// Stdout receives results; nil means os.Stdout.
 	Stdout io.Writer
+	// Stderr is the runtime's log; nil means os.Stderr.
+	Stderr io.Writer
 }
+
+// SysctlChange is one host sysctl the plugin changed.
+type SysctlChange struct{ Name, Old, New string }
+
+func (c SysctlChange) String() string { return fmt.Sprintf("%s: %s -> %s", c.Name, c.Old, c.New) }
 
 // HostIfName is the host end's name of the veth for an attachment: "dt"
 // and 11 hex digits of a hash, like Calico's "cali…", so that it fits in

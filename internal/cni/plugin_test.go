@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"math/rand"
 	"net/netip"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -130,19 +132,24 @@ func (f *fakeFirewall) CheckPod(pod firewall.Pod) error {
 	return nil
 }
 
-type fakeHost struct{ forwarded []netip.Addr }
+type fakeHost struct {
+	forwarded []netip.Addr
+	changes   []SysctlChange // what EnableForwarding reports it changed
+}
 
 var _ Host = (*fakeHost)(nil)
 
-func (h *fakeHost) DefaultRouteMTU() (int, error)                { return 9000, nil }
-func (h *fakeHost) Prefixes() ([]netip.Prefix, error)            { return nil, nil }
-func (h *fakeHost) CheckPools([]netip.Prefix) error              { return nil }
-func (h *fakeHost) ProxyPods([]netip.Prefix, []netip.Addr) error { return nil }
-func (h *fakeHost) UnproxyPods([]netip.Addr) error               { return nil }
-func (h *fakeHost) Links() (map[string]bool, error)              { return map[string]bool{}, nil }
-func (h *fakeHost) EnableForwarding(a []netip.Addr) error {
+func (h *fakeHost) DefaultRouteMTU() (int, error)     { return 9000, nil }
+func (h *fakeHost) Prefixes() ([]netip.Prefix, error) { return nil, nil }
+func (h *fakeHost) CheckPools([]netip.Prefix) error   { return nil }
+func (h *fakeHost) ProxyPods([]netip.Prefix, []netip.Addr) ([]SysctlChange, error) {
+	return nil, nil
+}
+func (h *fakeHost) UnproxyPods([]netip.Addr) error  { return nil }
+func (h *fakeHost) Links() (map[string]bool, error) { return map[string]bool{}, nil }
+func (h *fakeHost) EnableForwarding(a []netip.Addr) ([]SysctlChange, error) {
 	h.forwarded = append(h.forwarded, a...)
-	return nil
+	return h.changes, nil
 }
 
 func newPlugin(t *testing.T) (*Plugin, *fakeNet, *memstore.Store, *bytes.Buffer) {
@@ -456,3 +463,28 @@ func (brokenFirewall) List([]firewall.RawElement) ([]firewall.RawElement, error)
 	return nil, kernel.ErrNoNFTables
 }
 func (brokenFirewall) Lock() (func(), error) { return func() {}, nil }
+
+// The host sysctls an ADD changes go to the runtime's log and to the
+// network's sysctlLog, so a lab's changes stay in the lab's directory.
+func TestSysctlChangesRecorded(t *testing.T) {
+	p, _, _, _ := newPlugin(t)
+	p.Host.(*fakeHost).changes = []SysctlChange{{Name: "net.ipv6.conf.all.forwarding", Old: "0", New: "1"}}
+	var stderr bytes.Buffer
+	p.Stderr = &stderr
+	path := filepath.Join(t.TempDir(), "node1", "sysctl-changes.jsonl")
+	conf := `{"cniVersion":"1.1.0","name":"n","type":"duet","sysctlLog":"` + path + `","pools":[{"cidr":"fd00:1::/48"},{"cidr":"10.7.0.0/16"}]}`
+	if err := p.Add(args("c1", conf)); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(stderr.String(), "duet: sysctl net.ipv6.conf.all.forwarding: 0 -> 1") {
+		t.Errorf("stderr: %q", stderr.String())
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e SysctlLogEntry
+	if err := json.Unmarshal(bytes.TrimSpace(raw), &e); err != nil || e.Name != "net.ipv6.conf.all.forwarding" || e.Old != "0" || e.New != "1" {
+		t.Errorf("log line %q: %+v %v", raw, e, err)
+	}
+}

@@ -22,8 +22,11 @@ const (
 
 // Defaults used when a key is absent.
 const (
-	DefaultBridge    = "duet0"
-	DefaultBoltPath  = "/var/lib/duet/duet.db"
+	DefaultBridge   = "duet0"
+	DefaultBoltPath = "/var/lib/duet/duet.db"
+	// DefaultSysctlLog is where the plugin records the host sysctls it
+	// changed when "sysctlLog" is absent.
+	DefaultSysctlLog = "/var/lib/duet/sysctl-changes.jsonl"
 	DatastoreBolt    = "bolt"
 	DatastoreEtcd    = "etcd"
 	minMTU6, minMTU4 = 1280, 576
@@ -75,7 +78,12 @@ type Network struct {
 	// AllowedSources are extra source prefixes every pod of the network
 	// may send from (for appliances); a pod adds its own with CNI_ARGS
 	// DUET_ALLOWED_SOURCE_PREFIXES.
-	AllowedSources   []netip.Prefix
+	AllowedSources []netip.Prefix
+	// SysctlLog is the file the plugin appends each host sysctl it
+	// changed to ("sysctlLog"); empty means cni.SysctlLogPath. A lab
+	// points it into its own directory, since its nodes are namespaces
+	// of one machine and their changes are not the machine's.
+	SysctlLog        string
 	ValidAttachments []Attachment
 	HasAttachments   bool
 	RawPrevResult    json.RawMessage
@@ -103,12 +111,12 @@ func Parse(data []byte) (*Network, error) {
 	if _, ok := fields["ipam"]; ok {
 		return nil, errf("ipam", "the duet plugin does its own addressing: remove \"ipam\" and put families, pools and datastore at the top level (duet-ipam is for other plugins)")
 	}
-	if err := onlyKeys(fields, "", append(append([]string{"mode", "bridge", "mtu", "protections", "allowedSourcePrefixes"}, standardKeys...), ipamKeys...)); err != nil {
+	if err := onlyKeys(fields, "", append(append([]string{"mode", "bridge", "mtu", "protections", "allowedSourcePrefixes", "sysctlLog"}, standardKeys...), ipamKeys...)); err != nil {
 		return nil, err
 	}
 	n := &Network{Mode: ModeRouted, Protections: true}
 	var allowed []string
-	for key, dst := range map[string]any{"cniVersion": &n.CNIVersion, "name": &n.Name, "mode": &n.Mode, "bridge": &n.Bridge, "mtu": &n.MTU, "protections": &n.Protections, "allowedSourcePrefixes": &allowed} {
+	for key, dst := range map[string]any{"cniVersion": &n.CNIVersion, "name": &n.Name, "mode": &n.Mode, "bridge": &n.Bridge, "mtu": &n.MTU, "protections": &n.Protections, "allowedSourcePrefixes": &allowed, "sysctlLog": &n.SysctlLog} {
 		if err := decode(fields, key, dst); err != nil {
 			return nil, err
 		}
@@ -139,6 +147,9 @@ func Parse(data []byte) (*Network, error) {
 	}
 	if err := checkMTU(n.MTU, n.Families); err != nil {
 		return nil, err
+	}
+	if n.SysctlLog != "" && (!strings.HasPrefix(n.SysctlLog, "/") || strings.HasSuffix(n.SysctlLog, "/")) {
+		return nil, errf("sysctlLog", "%q is not an absolute file path: give one such as /var/lib/duet/sysctl-changes.jsonl, or remove the key for that default", n.SysctlLog)
 	}
 	if raw, ok := fields["cni.dev/valid-attachments"]; ok {
 		n.HasAttachments = true

@@ -63,6 +63,7 @@ func TestParseErrors(t *testing.T) {
 		{`{"name":"n","datastore":{"type":"etcd","endpoints":["https://[fd00::1]:2379"],"certFile":"/c.pem"}}`, "datastore.certFile", "keyFile"},
 		{`{"name":"n","datastore":{"path":"/x","keyFile":"/k.pem"}}`, "datastore.keyFile", "etcd"},
 		{`{"name":"n","datastore":{"path":"rel.db"}}`, "datastore.path", "absolute"},
+		{`{"name":"n","sysctlLog":"sysctl.jsonl"}`, "sysctlLog", "absolute"},
 	} {
 		t.Run(tc.field, func(t *testing.T) {
 			_, err := Parse([]byte(tc.conf))

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
+	"path/filepath"
 
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/ipam"
@@ -59,6 +60,7 @@ type duetPlugin struct {
 	NodeName  string           `json:"nodeName"`
 	Pools     []pool           `json:"pools"`
 	Datastore config.Datastore `json:"datastore"`
+	SysctlLog string           `json:"sysctlLog,omitempty"`
 }
 
 type portmapPlugin struct {
@@ -90,6 +92,13 @@ func Conflist(c CNIConf) ([]byte, error) {
 	}
 	p := duetPlugin{Type: "duet", Families: FamiliesFlag(c.Families), NodeName: c.Node,
 		Datastore: config.Datastore{Type: config.DatastoreBolt, Path: c.DatastorePath}}
+	// The record of host sysctls the plugin changed lives beside the
+	// datastore, so a lab's nodes (namespaces of one machine, each with
+	// its own directory) keep their own; on a real host this is the
+	// default and is left out.
+	if log := filepath.Join(filepath.Dir(c.DatastorePath), "sysctl-changes.jsonl"); c.DatastorePath != "" && log != config.DefaultSysctlLog {
+		p.SysctlLog = log
+	}
 	for _, cidr := range c.PodCIDRs {
 		p.Pools = append(p.Pools, pool{CIDR: cidr.String(), BlockSize: blockSize(cidr)})
 	}

@@ -134,3 +134,20 @@ func TestWriteFile(t *testing.T) {
 		t.Errorf("mode %v", fi.Mode())
 	}
 }
+
+// A node whose datastore is not the host's default (a lab node) records
+// its sysctl changes beside it; the default host leaves the key out.
+func TestConflistSysctlLog(t *testing.T) {
+	got, err := Conflist(CNIConf{Node: "node1", Families: dual, DatastorePath: "/run/duet-lab/kube/nodes/node1/lib/duet.db",
+		PodCIDRs: []netip.Prefix{pfx("fd00:10:244:1::/64"), pfx("10.244.1.0/24")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	n, err := PluginConfig(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.SysctlLog != "/run/duet-lab/kube/nodes/node1/lib/sysctl-changes.jsonl" {
+		t.Errorf("sysctlLog %q", n.SysctlLog)
+	}
+}

@@ -6,14 +6,17 @@ package lab_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/duetnet/duet/internal/cni"
 	"github.com/duetnet/duet/internal/connectivity"
 	"github.com/duetnet/duet/internal/kernel/kerneltest"
 	"github.com/duetnet/duet/internal/lab"
@@ -22,7 +25,7 @@ import (
 func buildBins(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/duetnet/duet/cmd/duet", "github.com/duetnet/duet/cmd/duetd").CombinedOutput()
+	out, err := exec.Command("go", "build", "-o", dir+"/", "github.com/duetnet/duet/cmd/duet", "github.com/duetnet/duet/cmd/duetd", "github.com/duetnet/duet/cmd/duetctl").CombinedOutput()
 	if err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
@@ -57,6 +60,8 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 		fam := tc.fam
 		t.Run(tc.topology+"/"+tc.fam+"/"+tc.routing, func(t *testing.T) {
 			datadir := filepath.Join(t.TempDir(), "lab")
+			hostLog, _ := os.ReadFile(cni.SysctlLogPath)
+			var pids []int
 			t.Cleanup(func() {
 				var out bytes.Buffer
 				if err := lab.Down(datadir, &out); err != nil {
@@ -65,10 +70,25 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 				if l := leftovers(t); len(l) > 0 {
 					t.Errorf("lab down left %v", l)
 				}
+				// Down returns when its processes are gone, not 100 ms
+				// after it signalled them.
+				for _, pid := range pids {
+					if pid > 0 && syscall.Kill(pid, 0) == nil {
+						if stat, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid)); !strings.Contains(string(stat), ") Z ") {
+							t.Errorf("lab down returned with pid %d still running: %s", pid, stat)
+						}
+					}
+				}
+				// The nodes' sysctl changes went to the lab's directory,
+				// not the machine's record.
+				if now, _ := os.ReadFile(cni.SysctlLogPath); !bytes.Equal(now, hostLog) {
+					t.Errorf("the lab wrote to the machine's %s: %q", cni.SysctlLogPath, bytes.TrimPrefix(now, hostLog))
+				}
 			})
 			var out bytes.Buffer
 			o := lab.Options{Nodes: 2, PodsPerNode: 2, Family: fam, Routing: tc.routing, Topology: tc.topology}
 			s, err := lab.Up(context.Background(), o, bins, datadir, &out)
+			pids = append(append(pids, s.PIDs...), s.StorePID, s.RouterPID)
 			if err != nil {
 				t.Fatalf("lab up: %v\n%s", err, out.String())
 			}
@@ -86,6 +106,9 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 				if len(p.IPs) != want || (fam != "ipv4" && !p.IPs[0].Is6()) {
 					t.Errorf("pod %s has %v", p.Name, p.IPs)
 				}
+			}
+			if tc.topology == "switched" && tc.routing == "direct" {
+				inspectWithDuetctl(t, bins, s)
 			}
 			results := connectivity.Run(s)
 			if len(results) == 0 {
@@ -252,4 +275,55 @@ func waitSynced(t *testing.T, s lab.State, n lab.Node, since time.Time) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatalf("%s's duetd did not sync after its restart at %s (last: %v)", n.Name, since.Format(time.RFC3339Nano), last)
+}
+
+// inspectWithDuetctl asks a running lab's node what duet's own commands
+// ask a host: duetd's status over the node's socket, the node's sysctls
+// and their record, and the lab's IPAM.
+func inspectWithDuetctl(t *testing.T, bins string, s lab.State) {
+	t.Helper()
+	run := func(args ...string) []byte {
+		t.Helper()
+		out, err := exec.Command(filepath.Join(bins, "duetctl"), append(args, "--lab-datadir", s.Datadir, "--json")...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("duetctl %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	for _, n := range s.Nodes {
+		var st struct {
+			Node   struct{ Name string }
+			Routes []string
+		}
+		if err := json.Unmarshal(run("node", "status", "--lab", n.Name), &st); err != nil || st.Node.Name != n.Name || len(st.Routes) == 0 {
+			t.Errorf("node status --lab %s: %+v %v", n.Name, st, err)
+		}
+		var sys struct {
+			Sysctls []struct {
+				Name, Value string
+			}
+			Changes []struct{ Name, New string }
+		}
+		if err := json.Unmarshal(run("node", "sysctls", "--lab", n.Name), &sys); err != nil {
+			t.Fatal(err)
+		}
+		// The node's own namespace: its uplink is listed, and forwarding
+		// on, which the plugin turned on (and recorded) there.
+		seen := map[string]string{}
+		for _, r := range sys.Sysctls {
+			seen[r.Name] = r.Value
+		}
+		if seen["net.ipv6.conf.all.forwarding"] != "1" || seen["net.ipv6.conf.uplink.accept_ra"] == "" {
+			t.Errorf("node sysctls --lab %s: %+v", n.Name, sys.Sysctls)
+		}
+		if len(sys.Changes) == 0 {
+			t.Errorf("node sysctls --lab %s: no recorded changes in %s", n.Name, s.NodeSysctlLog(n.Name))
+		}
+	}
+	var ipamOut struct {
+		Allocations []struct{ Node string }
+	}
+	if err := json.Unmarshal(run("ipam", "show", "--lab", s.Nodes[0].Name), &ipamOut); err != nil || len(ipamOut.Allocations) != len(s.Pods) {
+		t.Errorf("ipam show --lab: %d allocations for %d pods (%v)", len(ipamOut.Allocations), len(s.Pods), err)
+	}
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/containernetworking/plugins/pkg/ns"
 
+	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/bolt"
 	"github.com/duetnet/duet/internal/store/etcd"
 )
 
@@ -85,4 +87,21 @@ func netnsDial(path string) func(ctx context.Context, network, addr string) (net
 // netnsDial), for the kube lab's probes.
 func NetnsDial(path string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return netnsDial(path)
+}
+
+// OpenStore opens the datastore node's plugin uses, as duetctl sees it
+// from the host: the lab's etcd (shared by every node) dialed from the
+// store's namespace, or in the kube lab the node's own bolt file.
+func OpenStore(s State, node string) (store.Store, error) {
+	if _, err := s.Node(node); err != nil {
+		return nil, err
+	}
+	if s.Kubernetes != nil {
+		path := filepath.Join(s.Kubernetes.Root, "nodes", node, "lib", "duet.db")
+		if _, err := os.Stat(path); err != nil {
+			return nil, fmt.Errorf("node %s has no datastore yet at %s (%v): has duet's DaemonSet started on it?", node, path, err)
+		}
+		return bolt.Open(path, bolt.Options{})
+	}
+	return openStore(s)
 }

@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/containernetworking/cni/libcni"
+	"github.com/containernetworking/cni/pkg/invoke"
 	current "github.com/containernetworking/cni/pkg/types/100"
+	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
 )
 
@@ -130,13 +132,12 @@ func Up(ctx context.Context, o Options, binDir, datadir string, out io.Writer) (
 		}
 		step("node %s %v, duetd pid %d", n.Name, n.Addrs, pid)
 	}
-	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(datadir, "cni-cache"), nil)
 	for i := range s.Pods {
 		if err := ctx.Err(); err != nil {
 			return s, err
 		}
 		p := &s.Pods[i]
-		ips, err := addPod(ctx, cni, s, *p)
+		ips, err := addPod(ctx, binDir, s, *p, &linePrefixer{w: out, prefix: "        " + p.Node + ": "})
 		if err != nil {
 			return s, err
 		}
@@ -307,7 +308,17 @@ func nodeIndex(s State, node string) (int, error) {
 	return 0, fmt.Errorf("no node %q in the lab", node)
 }
 
-func sockPath(s State, n Node) string { return filepath.Join(s.Datadir, n.Name+".sock") }
+// NodeSocket is the status socket of the node's duetd, for duetctl node
+// status: beside the lab's state, or in the kube lab where duet's
+// DaemonSet mounts the node's /run/duet.
+func (s State) NodeSocket(node string) string {
+	if s.Kubernetes != nil {
+		return filepath.Join(s.Kubernetes.Root, "nodes", node, "run", "duetd.sock")
+	}
+	return filepath.Join(s.Datadir, node+".sock")
+}
+
+func sockPath(s State, n Node) string { return s.NodeSocket(n.Name) }
 
 // ConfList is the lab's network: the real duet plugin, on the lab's
 // etcd, with this node's name.
@@ -326,6 +337,7 @@ func ConfList(s State, node string) ([]byte, error) {
 	plugin := map[string]any{
 		"type": "duet", "families": s.Options.Family, "pools": pools, "nodeName": node,
 		"datastore": map[string]any{"type": "etcd", "endpoints": s.EtcdEndpoints()},
+		"sysctlLog": s.NodeSysctlLog(node),
 	}
 	if s.Options.Routing == "vxlan" {
 		plugin["mtu"] = 1500 - 70 // the lab's underlay MTU, less IPv6 VXLAN overhead
@@ -337,13 +349,61 @@ func ConfList(s State, node string) ([]byte, error) {
 // AddPod adds one more pod to a lab that is up, as up does, and returns
 // its addresses; benchmarks use it to time a pod's arrival.
 func AddPod(ctx context.Context, s State, binDir string, p Pod) ([]netip.Addr, error) {
-	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(s.Datadir, "cni-cache"), nil)
-	return addPod(ctx, cni, s, p)
+	return addPod(ctx, binDir, s, p, &linePrefixer{w: os.Stderr, prefix: p.Node + ": "})
+}
+
+// linePrefixer writes each line with a prefix: the plugin's log lines
+// (the sysctls it changed) name the lab node they concern, since every
+// node's plugin writes to the same terminal.
+type linePrefixer struct {
+	w       io.Writer
+	prefix  string
+	midLine bool
+}
+
+func (l *linePrefixer) Write(b []byte) (int, error) {
+	var out []byte
+	for _, c := range b {
+		if !l.midLine {
+			out = append(out, l.prefix...)
+		}
+		out = append(out, c)
+		l.midLine = c != '\n'
+	}
+	if _, err := l.w.Write(out); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+// NodeSysctlLog is where a lab node's plugin records the sysctls it
+// changed in the node's namespace: inside the lab, not in the machine's
+// cni.SysctlLogPath, so that the machine's record stays its own. In the
+// kube lab it is beside the node's datastore (kube.Conflist).
+func (s State) NodeSysctlLog(node string) string {
+	if s.Kubernetes != nil {
+		return filepath.Join(s.Kubernetes.Root, "nodes", node, "lib", "sysctl-changes.jsonl")
+	}
+	return filepath.Join(s.Datadir, node+".sysctl-changes.jsonl")
+}
+
+// Node returns the lab's node of that name, or an error that lists them.
+func (s State) Node(name string) (Node, error) {
+	var names []string
+	for _, n := range s.Nodes {
+		if n.Name == name {
+			return n, nil
+		}
+		names = append(names, n.Name)
+	}
+	return Node{}, fmt.Errorf("the lab has no node %q: use one of %s", name, strings.Join(names, ", "))
 }
 
 // addPod creates the pod's namespace and runs CNI ADD inside its node's
 // namespace, so the plugin's host is the node.
-func addPod(ctx context.Context, cni *libcni.CNIConfig, s State, p Pod) ([]netip.Addr, error) {
+func addPod(ctx context.Context, binDir string, s State, p Pod, stderr io.Writer) ([]netip.Addr, error) {
+	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(s.Datadir, "cni-cache"),
+		&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: stderr}, PluginDecoder: version.PluginDecoder{}})
 	if err := ip("netns", "add", p.NetNS); err != nil {
 		return nil, err
 	}
