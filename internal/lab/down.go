@@ -135,4 +135,3 @@ func alive(pid int) bool {
 	}
 	return true
 }
-
