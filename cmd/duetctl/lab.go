@@ -170,7 +170,9 @@ func connectivityCmd() *cobra.Command {
 					return err
 				}
 			} else {
-				results = connectivity.Run(s)
+				if results, err = connectivity.Run(s); err != nil {
+					return err
+				}
 			}
 			failed := 0
 			for _, r := range results {

@@ -6,6 +6,7 @@
 package connectivity
 
 import (
+	"errors"
 	"fmt"
 	"net/netip"
 	"time"
@@ -54,55 +55,89 @@ type path struct {
 
 func nsPath(name string) string { return "/var/run/netns/" + name }
 
-// Paths picks representative pairs from the lab: the first two pods of the
-// first node, the first pod of the second node, both nodes, the outside.
+// paths covers every node and every pair of nodes, so a route missing
+// between any two nodes shows: on each node, pod to pod, pod to its node,
+// node to pod and pod to the outside; for each pair of nodes, pod to pod
+// (in both directions when the lab is small, in one otherwise), pod to
+// the other node and the node to the other node's pod. The pods used
+// rotate, so a lab with many pods per node probes many of them, not only
+// each node's first.
 func paths(s lab.State) []path {
 	pods := map[string][]endpoint{}
-	nodes := map[string]endpoint{}
+	var nodes []endpoint
 	for _, n := range s.Nodes {
-		nodes[n.Name] = endpoint{n.Name, nsPath(n.NetNS), n.Addrs}
+		nodes = append(nodes, endpoint{n.Name, nsPath(n.NetNS), n.Addrs})
 	}
 	for _, p := range s.Pods {
 		pods[p.Node] = append(pods[p.Node], endpoint{p.Name, nsPath(p.NetNS), p.IPs})
 	}
-	if len(s.Nodes) == 0 || len(pods[s.Nodes[0].Name]) == 0 {
-		return nil
+	// pod returns node n's k-th pod, cycling.
+	pod := func(n endpoint, k int) (endpoint, bool) {
+		ps := pods[n.name]
+		if len(ps) == 0 {
+			return endpoint{}, false
+		}
+		return ps[k%len(ps)], true
 	}
-	n1 := nodes[s.Nodes[0].Name]
-	a := pods[n1.name][0]
 	out := endpoint{"outside", nsPath(s.Outside.NetNS), s.Outside.Addrs}
 	var ps []path
-	if len(pods[n1.name]) > 1 {
-		ps = append(ps, path{name: "pod to pod, same node", src: a, dst: pods[n1.name][1]})
-	}
-	ps = append(ps, path{name: "pod to its node", src: a, dst: n1})
-	if len(s.Nodes) > 1 {
-		n2 := nodes[s.Nodes[1].Name]
-		if len(pods[n2.name]) > 0 {
-			ps = append(ps, path{name: "pod to pod, across nodes", src: a, dst: pods[n2.name][0]})
+	for _, n := range nodes {
+		a, ok := pod(n, 0)
+		if !ok {
+			continue
 		}
-		ps = append(ps, path{name: "pod to other node", src: a, dst: n2, masq: &n1})
-		if len(pods[n2.name]) > 0 {
-			ps = append(ps, path{name: "node to pod, other node", src: n1, dst: pods[n2.name][0]})
+		if b := pods[n.name]; len(b) > 1 {
+			ps = append(ps, path{name: "pod to pod, same node", src: a, dst: b[1]})
+		}
+		ps = append(ps, path{name: "pod to its node", src: a, dst: n})
+		last, _ := pod(n, len(pods[n.name])-1)
+		ps = append(ps, path{name: "node to pod", src: n, dst: last})
+		m := n
+		ps = append(ps, path{name: "pod to outside", src: a, dst: out, masq: &m})
+	}
+	both := len(nodes) <= 3
+	for i := range nodes {
+		for j := i + 1; j < len(nodes); j++ {
+			ni, nj := nodes[i], nodes[j]
+			src, ok1 := pod(ni, j)
+			dst, ok2 := pod(nj, i)
+			if ok1 && ok2 {
+				ps = append(ps, path{name: "pod to pod, across nodes", src: src, dst: dst})
+				if both {
+					ps = append(ps, path{name: "pod to pod, across nodes", src: dst, dst: src})
+				}
+			}
+			if ok1 {
+				m := ni
+				ps = append(ps, path{name: "pod to other node", src: src, dst: nj, masq: &m})
+			}
+			if ok2 {
+				ps = append(ps, path{name: "node to pod, other node", src: ni, dst: dst})
+			}
 		}
 	}
-	ps = append(ps, path{name: "node to pod", src: n1, dst: a})
-	ps = append(ps, path{name: "pod to outside", src: a, dst: out, masq: &n1})
 	if s.Neighbour != nil {
 		// A host on the nodes' link with no route for any pod: it finds
 		// each pod by neighbour discovery, answered by the pod's node.
 		nb := endpoint{"neighbour", nsPath(s.Neighbour.NetNS), s.Neighbour.Addrs}
-		for _, n := range s.Nodes {
-			if len(pods[n.Name]) > 0 {
-				ps = append(ps, path{name: "neighbour to pod (" + n.Name + ")", src: nb, dst: pods[n.Name][0]})
+		for _, n := range nodes {
+			if p, ok := pod(n, 0); ok {
+				ps = append(ps, path{name: "neighbour to pod (" + n.name + ")", src: nb, dst: p})
 			}
 		}
 	}
 	return ps
 }
 
+// ErrNoPods is Run's answer for a lab without pods: there is no duet path
+// to prove, and "all 0 checks passed" would say nothing.
+var ErrNoPods = errors.New("the lab has no pods, so there is no path to probe: bring it up again with --pods-per-node 1 or more (duetctl lab down; duetctl lab up --pods-per-node 2)")
+
 // Run probes every path in every family the lab's pods have.
-func Run(s lab.State) []Result {
+func Run(s lab.State) ([]Result, error) {
+	if len(s.Pods) == 0 {
+		return nil, ErrNoPods
+	}
 	var results []Result
 	for _, fam := range []ipam.Family{ipam.IPv6, ipam.IPv4} {
 		for _, p := range paths(s) {
@@ -142,7 +177,7 @@ func Run(s lab.State) []Result {
 			}
 		}
 	}
-	return results
+	return results, nil
 }
 
 // masqueraded says whether the lab's pools masquerade a: the lab uses a

@@ -72,7 +72,10 @@ func Connectivity(ctx context.Context, s lab.State, out io.Writer) ([]connectivi
 	for _, p := range pods {
 		ls.Pods = append(ls.Pods, lab.Pod{Name: p.Name, NetNS: p.NetNS, Node: p.Node, IPs: p.IPs})
 	}
-	results := connectivity.Run(ls)
+	results, err := connectivity.Run(ls)
+	if err != nil {
+		return nil, err
+	}
 	results = append(results, kubePaths(s, o, pods, svcs)...)
 	return results, nil
 }

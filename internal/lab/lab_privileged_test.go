@@ -110,9 +110,9 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 			if tc.topology == "switched" && tc.routing == "direct" {
 				inspectWithDuetctl(t, bins, s)
 			}
-			results := connectivity.Run(s)
-			if len(results) == 0 {
-				t.Fatal("no checks ran")
+			results, err := connectivity.Run(s)
+			if err != nil || len(results) == 0 {
+				t.Fatalf("no checks ran: %v", err)
 			}
 			if tc.topology == "routed" {
 				// The router (BIRD) learned every block over BGP; pods on
