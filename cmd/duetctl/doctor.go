@@ -51,6 +51,7 @@ usage or unreadable input.`,
 	}
 	cmd.Flags().BoolVar(&host, "host", false, "check the live host too (the default with no PATH)")
 	cmd.Flags().StringVar(&format, "format", "table", "output format: table or json (a list of findings)")
+	choices(cmd, "format", "table", "json")
 	cmd.Flags().BoolVar(&list, "list", false, "list every check (code, layer, severity) and exit")
 	cmd.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
 		fmt.Fprintf(c.ErrOrStderr(), "duetctl doctor: %v\n%s", err, c.UsageString())

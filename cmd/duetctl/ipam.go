@@ -61,6 +61,7 @@ func ipamCmd() *cobra.Command {
 	}
 	gc.Flags().BoolVar(&dry, "dry-run", false, "only print what would be freed")
 	gc.Flags().StringVar(&node, "node-name", host, "with etcd: free only this node's allocations (the others' namespaces are on other hosts)")
+	_ = gc.RegisterFlagCompletionFunc("node-name", storeNodes(&sf))
 	cmd.AddCommand(show, gc)
 	return cmd
 }
@@ -79,6 +80,7 @@ func (f *storeFlags) add(cmd *cobra.Command) {
 	cmd.PersistentFlags().StringVar(&f.ds.CertFile, "etcd-cert-file", "", "client certificate for etcd")
 	cmd.PersistentFlags().StringVar(&f.ds.KeyFile, "etcd-key-file", "", "client key for etcd")
 	f.lab.add(cmd, true)
+	_ = cmd.MarkPersistentFlagFilename("datastore-path", "db")
 }
 
 func (f *storeFlags) etcd() bool { return len(f.ds.Endpoints) > 0 }

@@ -23,6 +23,7 @@ func labCmd() *cobra.Command {
 	var datadir string
 	cmd := &cobra.Command{Use: "lab", Short: "A whole duet cluster in network namespaces on this machine"}
 	cmd.PersistentFlags().StringVar(&datadir, "datadir", lab.DefaultDatadir, "where the lab keeps its state, datastore and logs")
+	_ = cmd.MarkPersistentFlagDirname("datadir")
 	o := lab.Options{}
 	var kube bool
 	var proxyMode, kubeBin, kubeSrc string
@@ -66,6 +67,12 @@ func labCmd() *cobra.Command {
 	up.Flags().BoolVar(&netpol, "network-policy", true, "with --kubernetes: duet enforces NetworkPolicy (--network-policy=false leaves every pod open)")
 	up.Flags().StringVar(&kubeBin, "kube-bin", "", "prebuilt upstream binaries (kube-apiserver, kubelet, ..., agnhost, coredns) instead of building them")
 	up.Flags().StringVar(&kubeSrc, "kube-src", "", "the upstream build module (default: hack/kube beside duetctl's bin/)")
+	choices(up, "family", "dual\tIPv6 and IPv4, IPv6 first", "ipv6\tIPv6 only", "ipv4\tIPv4 only")
+	choices(up, "routing", "direct\troutes on the shared segment", "vxlan\tan overlay", "bgp\tGoBGP: a node mesh, or peering with a BIRD router when routed")
+	choices(up, "topology", "switched\tnodes on one segment", "routed\teach node behind a BIRD router (implies --routing bgp)", "ndp-proxy\tpods in the nodes' uplink /64")
+	choices(up, "proxy-mode", "nftables", "iptables")
+	_ = up.MarkFlagDirname("kube-bin")
+	_ = up.MarkFlagDirname("kube-src")
 	var asJSON bool
 	status := &cobra.Command{
 		Use:   "status",

@@ -1,5 +1,7 @@
 // Command duetctl is duet's operator CLI: it inspects and repairs the
-// store (ipam), and runs the demo and, later, the lab and diagnostics.
+// store (ipam) and a node (node), runs the lab, the connectivity probe,
+// the doctor and the demo, and builds duet's images. `duetctl completion
+// bash` completes commands, flags and flag values.
 package main
 
 import (
@@ -10,6 +12,13 @@ import (
 )
 
 func main() {
+	if err := rootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "duetctl:", err)
+		os.Exit(1)
+	}
+}
+
+func rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "duetctl",
 		Short:         "Operate duet, IPv6-first dual-stack container networking",
@@ -20,8 +29,5 @@ func main() {
 	root.AddCommand(installCNICmd())
 	root.AddCommand(imageCmd())
 	root.AddCommand(policyCmd())
-	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "duetctl:", err)
-		os.Exit(1)
-	}
+	return root
 }

@@ -77,6 +77,12 @@ run again if interrupted.`,
 		RunE: func(_ *cobra.Command, args []string) error { return removeNode(&sf, args[0], force) },
 	}
 	sf.add(remove)
+	remove.ValidArgsFunction = func(c *cobra.Command, args []string, s string) ([]string, cobra.ShellCompDirective) {
+		if len(args) > 0 {
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		return storeNodes(&sf)(c, args, s)
+	}
 	remove.Flags().BoolVar(&force, "force", false, "remove the node even though its duetd is alive")
 	cmd.AddCommand(sys, status, remove)
 	return cmd
