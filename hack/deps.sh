@@ -18,9 +18,17 @@ done
 if [ ${#need[@]} -gt 0 ]; then
   echo "hack/deps.sh: installing ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive
+  echo "hack/deps.sh: apt-get update"
   apt-get update -qq
+  echo "hack/deps.sh: apt-get install (a minute or two)"
   apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 command -v go >/dev/null || { echo "hack/deps.sh: Go is missing: install Go 1.26 at /usr/local/go" >&2; exit 1; }
+v=$(go env GOVERSION)
+case "$v" in
+  go1.2[6-9]*|go1.[3-9][0-9]*|go[2-9]*) ;;
+  *) echo "hack/deps.sh: $v is too old: duet needs Go 1.26 or later at /usr/local/go (https://go.dev/dl/)" >&2; exit 1 ;;
+esac
 cd "$(dirname "$0")/.."
+echo "hack/deps.sh: go mod download (cached after the first run)"
 go mod download
