@@ -23,7 +23,7 @@ type Node struct {
 	Name string `json:"name"`
 	// Addrs are the node's underlay addresses, IPv6 first.
 	Addrs []netip.Addr `json:"addrs"`
-	// Routing is "direct" or "vxlan".
+	// Routing is "direct", "vxlan" or "bgp".
 	Routing string `json:"routing"`
 	// Instance identifies the duetd process that registered the node, so
 	// a second duetd claiming the same name is caught.

@@ -93,7 +93,7 @@ func (f *fakeFirewall) Apply(script string) error {
 }
 
 // ApplyFast refuses additions, so the tests see ADD's nft scripts, and
-// removes the pods set's elements of a deletion.
+// records a deletion's removal of the pod's elements.
 func (f *fakeFirewall) ApplyFast(op firewall.FastOp) error {
 	if op.Add {
 		return errors.New("fake: no netlink")

@@ -113,7 +113,7 @@ func keyIfname(key []byte) (string, bool) {
 		if len(key) == 0 {
 			return "", false
 		}
-		return string(bytes.TrimRight(key, "\x00")), true // the pods set may list the name unpadded
+		return string(bytes.TrimRight(key, "\x00")), true // an older table's set may list the name unpadded
 	}
 	n := bytes.TrimRight(key[:16], "\x00")
 	return string(n), len(n) > 0

@@ -9,7 +9,9 @@
 // Layout in the store:
 //
 //	pools/default                      the zero-config pools, created once
-//	blocks/<block cidr>                a Block: pool, node affinity, allocations
+//	pools/networks/<network>           the pools a network was last given (for ipam show)
+//	blocks/<node>/<block cidr>         a Block: pool, node affinity, allocations
+//	claims/<block cidr>                which node claimed a block (the claim index)
 //	handles/<network>/<container>/<if> an Allocation, keyed for idempotent ADD
 package ipam
 

@@ -1,6 +1,8 @@
-// Package kernel is duet's only door to the Linux network stack: links,
-// addresses, routes, neighbours, bridges and sysctls, each call aimed at one
-// network namespace through a handle, never by leaving a thread switched.
+// Package kernel is where duet calls the Linux network stack: links,
+// addresses, routes, neighbours, bridges, sysctls and nftables, each call
+// aimed at one network namespace through a handle, never by leaving a
+// thread switched. (The labs and tests also run ip and nft themselves, and
+// enter namespaces to run probes.)
 //
 // Every other package works in net/netip types and calls this one, so the
 // logic above it stays testable without root. Doc comments give the

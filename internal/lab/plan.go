@@ -16,10 +16,11 @@ type Options struct {
 	Nodes       int    `json:"nodes"`
 	PodsPerNode int    `json:"podsPerNode"`
 	Family      string `json:"family"`  // dual, ipv6, ipv4
-	Routing     string `json:"routing"` // direct, vxlan
+	Routing     string `json:"routing"` // direct, vxlan or bgp; WithDefaults picks
 	// Topology is "switched" (default: nodes on one segment, pods in
-	// their own pools) or "ndp-proxy" (pods take addresses from the
-	// nodes' shared uplink prefix and are answered for by NDP proxy).
+	// their own pools), "routed" (each node on its own subnet behind a
+	// BIRD router; bgp routing) or "ndp-proxy" (pods take addresses from
+	// the nodes' shared uplink prefix and are answered for by NDP proxy).
 	Topology string `json:"topology"`
 	// BlockSize6 overrides the IPv6 pool's block size (benchmarks use
 	// small blocks to see many block claims); 0 keeps the default.

@@ -17,8 +17,9 @@ func specErr(field, format string, args ...any) *SpecError {
 }
 
 // NetNSError means the pod's network namespace is missing or is not a
-// network namespace: the container is gone (CNI error 3, "container
-// unknown or does not exist"), not a transient failure.
+// network namespace: the container is gone, not a transient failure. The
+// plugin answers it with CNI error 4 ("invalid netns", the code for a
+// CNI_NETNS that is not a network namespace).
 type NetNSError struct {
 	Path string
 	Err  error
