@@ -69,6 +69,18 @@ type Firewall interface {
 	// Lock serialises, on this host, the plugins' reads-then-writes of
 	// duet's tables against each other's writes.
 	Lock() (unlock func(), err error)
+	// Removal queues name (with its families, "inet" or "inet,bridge")
+	// for removal and runs fn, under the lock, for every name queued on
+	// this host by then, its own included: concurrent DELs share one
+	// kernel transaction, and so one RCU grace period, instead of
+	// waiting for one each. A name another caller's fn removed returns
+	// nil without running fn; fn's error leaves the others queued for
+	// their own callers.
+	Removal(name, fams string, fn func(queued map[string]string) error) error
+	// Dequeue forgets a queued removal of name, under the lock: an ADD
+	// reusing the interface name must not lose its new elements to a DEL
+	// that queued it and died.
+	Dequeue(name string)
 	// CheckPod verifies a pod's protections are in place and unmodified.
 	CheckPod(firewall.Pod) error
 }

@@ -124,6 +124,10 @@ func (f *fakeFirewall) List(sets []firewall.RawElement) ([]firewall.RawElement, 
 }
 
 func (f *fakeFirewall) Lock() (func(), error) { return func() {}, nil }
+func (f *fakeFirewall) Dequeue(string)        {}
+func (f *fakeFirewall) Removal(name, fams string, fn func(map[string]string) error) error {
+	return fn(map[string]string{name: fams})
+}
 
 func (f *fakeFirewall) CheckPod(pod firewall.Pod) error {
 	if !f.pods[pod.HostIf] {
@@ -463,6 +467,10 @@ func (brokenFirewall) List([]firewall.RawElement) ([]firewall.RawElement, error)
 	return nil, kernel.ErrNoNFTables
 }
 func (brokenFirewall) Lock() (func(), error) { return func() {}, nil }
+func (brokenFirewall) Dequeue(string)        {}
+func (brokenFirewall) Removal(name, fams string, fn func(map[string]string) error) error {
+	return fn(map[string]string{name: fams})
+}
 
 // The host sysctls an ADD changes go to the runtime's log and to the
 // network's sysctlLog, so a lab's changes stay in the lab's directory.

@@ -66,6 +66,7 @@ func (p *Plugin) protect(n *config.Network, pod firewall.Pod, pools []ipam.Pool)
 		return err
 	}
 	defer unlock()
+	p.Firewall.Dequeue(pod.HostIf)
 	// Fastest: the pod's elements over netlink, no nft process, when the
 	// table is marked as holding this version's rules and these pools.
 	if op, err := firewall.FastAddPod(pod, fwPools(pools)); err == nil && p.Firewall.ApplyFast(op) == nil {
@@ -96,15 +97,28 @@ func (p *Plugin) unprotectIf(n *config.Network, hostIf string) error {
 	if !n.Protections {
 		return nil
 	}
-	fams := []knftables.Family{knftables.InetFamily}
+	fams := "inet"
 	if n.Mode == config.ModeBridge {
-		fams = append(fams, knftables.BridgeFamily)
+		fams = "inet,bridge"
 	}
-	err := p.sweep(fams, func(name string) bool { return name == hostIf })
+	err := p.Firewall.Removal(hostIf, fams, func(queued map[string]string) error {
+		return p.sweepLocked(famsOf(queued), func(name string) bool { _, ok := queued[name]; return ok })
+	})
 	if errors.Is(err, kernel.ErrNoNFTables) {
 		return nil
 	}
 	return err
+}
+
+// famsOf is the union of the queued removals' families.
+func famsOf(queued map[string]string) []knftables.Family {
+	fams := []knftables.Family{knftables.InetFamily}
+	for _, f := range queued {
+		if strings.Contains(f, "bridge") {
+			return append(fams, knftables.BridgeFamily)
+		}
+	}
+	return fams
 }
 
 // unprotect is unprotectIf's fallback, for a table that cannot be read:
@@ -139,6 +153,16 @@ func (p *Plugin) unprotect(n *config.Network, a ipam.Allocation) error {
 // in parallel, and the last pod of a pool, whichever DEL finishes last,
 // takes the pool with it.
 func (p *Plugin) sweep(fams []knftables.Family, gone func(ifname string) bool) error {
+	return p.sweepWith(fams, gone, func() (func(), error) { return p.Firewall.Lock() })
+}
+
+// sweepLocked is sweep for a caller that holds the lock already (a
+// queued removal).
+func (p *Plugin) sweepLocked(fams []knftables.Family, gone func(ifname string) bool) error {
+	return p.sweepWith(fams, gone, func() (func(), error) { return func() {}, nil })
+}
+
+func (p *Plugin) sweepWith(fams []knftables.Family, gone func(ifname string) bool, lock func() (func(), error)) error {
 	have, err := p.Firewall.List(firewall.ResidueSets(fams...))
 	if err != nil {
 		return err
@@ -152,7 +176,7 @@ func (p *Plugin) sweep(fams []knftables.Family, gone func(ifname string) bool) e
 	if len(pools) == 0 {
 		return nil
 	}
-	unlock, err := p.Firewall.Lock()
+	unlock, err := lock()
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,8 @@ package hardening
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -187,6 +189,60 @@ func TestFailsClosedWhileItsInterfaceGoes(t *testing.T) {
 				h := frameHdr{SrcMAC: c.MAC, DstMAC: c.GwMAC, Src: c.addr(t, fam), Dst: hostAddr(fam)}
 				sendFrames(t, c.NS, c.IfName, udpFrame(h, 40000, uint16(7200+fam), what))
 				l.want(t, 2*time.Second, what, "control: "+what)
+			}
+		})
+	}
+}
+
+// TestParallelDelsLeaveNothing: DELs at once share their removals (one
+// queued batch per kernel transaction); every pod's elements still go,
+// the queue is left empty, and a removal queued by a DEL that died never
+// takes the elements of a later pod that reuses the interface name.
+func TestParallelDelsLeaveNothing(t *testing.T) {
+	for _, mode := range modes {
+		t.Run(mode, func(t *testing.T) {
+			e := newEnv(t)
+			nw := e.network(t, mode, "dual", []string{e.ula(), e.private4()}, nil)
+			keep := e.add(t, nw)
+			before := tables(t, e)
+			var pods []*pod
+			for range 8 {
+				pods = append(pods, e.add(t, nw))
+			}
+			errs := make(chan error, len(pods))
+			for _, p := range pods {
+				go func() { errs <- e.del(t, nw, p) }()
+			}
+			for range pods {
+				if err := <-errs; err != nil {
+					t.Error(err)
+				}
+			}
+			if got := tables(t, e); got != before {
+				t.Errorf("after 8 parallel DELs the tables differ from before.\nbefore:\n%s\nafter:\n%s", before, got)
+			}
+			var dir string
+			e.host.do(t, func() error { dir = cni.QueueDir(); return nil })
+			if ents, _ := os.ReadDir(dir); len(ents) != 0 {
+				t.Errorf("%d removals left queued in %s", len(ents), dir)
+			}
+
+			// A DEL that queued its removal and died: the runtime reuses
+			// the name for a new ADD, which takes it off the queue.
+			podNS := newNetNS(t, "pod")
+			if err := os.WriteFile(filepath.Join(dir, hostIfName(nw, podNS)), []byte("inet"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			reused, err := e.tryAdd(t, nw, podNS)
+			if err != nil {
+				t.Fatal(err)
+			}
+			other := e.add(t, nw)
+			if err := e.del(t, nw, other); err != nil {
+				t.Fatal(err)
+			}
+			if got := tables(t, e); !strings.Contains(got, reused.HostIf) || !strings.Contains(got, keep.HostIf) {
+				t.Errorf("another pod's DEL removed the elements of %s, whose name a dead DEL had queued:\n%s", reused.HostIf, got)
 			}
 		})
 	}
