@@ -72,7 +72,7 @@ func CheckPod(ctx context.Context, l Lister, pod Pod) error {
 		return err
 	}
 	have := map[string]bool{}
-	for _, set := range []string{setMACs, setAddrs6, setAddrs4} {
+	for _, set := range []string{setMACs, setAddrs6, setAddrs4, setPrefixes6, setPrefixes4} {
 		cur, err := l.ListElements(ctx, "set", set)
 		if err != nil {
 			return fmt.Errorf("table %s %s set %s: %w", fam, Table, set, err)

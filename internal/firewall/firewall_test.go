@@ -106,8 +106,8 @@ func TestBridgedPodUsesBridgeTable(t *testing.T) {
 	dump := fake.Dump()
 	for _, want := range []string{
 		`add element bridge duet pod_addrs4 { dt1 . 10.7.0.2 }`,
-		`add element bridge duet pod_addrs6 { dt1 . 2001:db8:99::/64 }`,
-		`ether type arp iifname . arp saddr ip != @pod_addrs4 counter drop`,
+		`add element bridge duet pod_prefixes6 { dt1 . 2001:db8:99::/64 }`,
+		`ether type arp iifname . arp saddr ip != @pod_addrs4 iifname . arp saddr ip != @pod_prefixes4 counter drop`,
 		`add element inet duet nat4 { 10.7.0.0/16 }`, // NAT is IP-level even for bridged pods
 	} {
 		if !strings.Contains(dump, want) {

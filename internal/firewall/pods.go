@@ -63,14 +63,26 @@ func (p Pod) elements() ([]*knftables.Element, error) {
 	}
 	out := []*knftables.Element{el(setMACs, p.HostIf, p.MAC.String())}
 	for _, s := range p.sources() {
-		set := setAddrs4
 		if s.Addr().Is6() {
-			set = setAddrs6
 			out = append(out, el(setNDTargets, p.HostIf, hexRange(s)))
 		}
-		out = append(out, el(set, p.HostIf, prefixString(s)))
+		out = append(out, el(sourceSet(s), p.HostIf, prefixString(s)))
 	}
 	return out, nil
+}
+
+// sourceSet is where a source goes: one address into the hash, a wider
+// allowed prefix into the interval set.
+func sourceSet(s netip.Prefix) string {
+	switch {
+	case s.Addr().Is6() && s.IsSingleIP():
+		return setAddrs6
+	case s.Addr().Is6():
+		return setPrefixes6
+	case s.IsSingleIP():
+		return setAddrs4
+	}
+	return setPrefixes4
 }
 
 // sources are the prefixes p may send from: its addresses, its EUI-64
@@ -90,7 +102,8 @@ func (p Pod) sources() []netip.Prefix {
 // uncovered drops every prefix that another one in ps contains (and
 // duplicates): an nft interval set refuses an element inside another,
 // even within one transaction, so a pod whose allowedSourcePrefixes
-// cover its own address must not add both.
+// cover its own address must not add both. (An address covered by an
+// allowed prefix is then checked by the interval set alone.)
 func uncovered(ps []netip.Prefix) []netip.Prefix {
 	var out []netip.Prefix
 	for i, p := range ps {

@@ -93,12 +93,14 @@ func FastAddPod(pod Pod, pools []Pool) (FastOp, error) {
 		RawElement{Family: fam, Set: setMACs, Key: cat(name, pod.MAC)})
 	for _, src := range pod.sources() {
 		first, last := cat(name, addrBytes(src.Masked().Addr())), cat(name, addrBytes(lastAddr(src)))
-		set := setAddrs4
 		if src.Addr().Is6() {
-			set = setAddrs6
 			op.Elements = append(op.Elements, RawElement{Family: fam, Set: setNDTargets, Key: first, KeyEnd: last})
 		}
-		op.Elements = append(op.Elements, RawElement{Family: fam, Set: set, Key: first, KeyEnd: last})
+		el := RawElement{Family: fam, Set: sourceSet(src), Key: first}
+		if !src.IsSingleIP() {
+			el.KeyEnd = last // an interval set's element is a range
+		}
+		op.Elements = append(op.Elements, el)
 	}
 	for _, p := range pools {
 		set := setPodPools4

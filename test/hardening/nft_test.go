@@ -7,7 +7,7 @@ import (
 )
 
 // podSets are the sets of each duet table that hold per-pod elements.
-var podSets = []string{"pod_macs", "pod_addrs6", "pod_addrs4", "pod_nd_targets"}
+var podSets = []string{"pod_macs", "pod_addrs6", "pod_addrs4", "pod_prefixes6", "pod_prefixes4", "pod_nd_targets"}
 
 // table is the nftables family of duet's table for a mode's pods.
 func table(mode string) string {
