@@ -335,7 +335,12 @@ func (p *Plugin) sweepGone(n *config.Network) error {
 		}
 		return readErr == nil && !live[name] && !links[name]
 	}
-	err := p.sweep([]knftables.Family{knftables.InetFamily, knftables.BridgeFamily}, gone)
+	unlock, err := p.Firewall.Lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	err = p.sweep([]knftables.Family{knftables.InetFamily, knftables.BridgeFamily}, gone)
 	if err == nil {
 		err = readErr
 	}

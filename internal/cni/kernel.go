@@ -30,17 +30,8 @@ func (kernelHost) DefaultRouteMTU() (int, error)     { return kernel.DefaultRout
 func (kernelHost) Prefixes() ([]netip.Prefix, error) { return kernel.HostPrefixes() }
 
 // EnableForwarding turns forwarding on for the families pods use.
-func (kernelHost) EnableForwarding(addrs []netip.Addr) ([]SysctlChange, error) {
-	changes, err := kernel.EnableForwarding(addrs...)
-	return sysctlChanges(changes), err
-}
-
-func sysctlChanges(in []kernel.SysctlChange) []SysctlChange {
-	out := make([]SysctlChange, 0, len(in))
-	for _, c := range in {
-		out = append(out, SysctlChange{Name: c.Name, Old: c.Old, New: c.New})
-	}
-	return out
+func (kernelHost) EnableForwarding(addrs []netip.Addr) ([]kernel.SysctlChange, error) {
+	return kernel.EnableForwarding(addrs...)
 }
 
 // SysctlLogPath is where the plugin records every host sysctl it changed,
@@ -69,7 +60,7 @@ func CurrentNetNS() string {
 // recordSysctls says on the runtime's log, and in the network's sysctl
 // log, which host sysctls the plugin changed: they outlive the pod, so an
 // operator must be able to find who set them.
-func (p *Plugin) recordSysctls(n *config.Network, changes []SysctlChange) {
+func (p *Plugin) recordSysctls(n *config.Network, changes []kernel.SysctlChange) {
 	if len(changes) == 0 {
 		return
 	}
@@ -87,7 +78,7 @@ func (p *Plugin) recordSysctls(n *config.Network, changes []SysctlChange) {
 	logSysctlChanges(path, changes)
 }
 
-func logSysctlChanges(path string, changes []SysctlChange) {
+func logSysctlChanges(path string, changes []kernel.SysctlChange) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return
 	}
@@ -155,12 +146,12 @@ func (kernelHost) CheckPools(pools []netip.Prefix) error {
 	})
 }
 
-func (kernelHost) ProxyPods(pools []netip.Prefix, addrs []netip.Addr) ([]SysctlChange, error) {
-	var all []SysctlChange
+func (kernelHost) ProxyPods(pools []netip.Prefix, addrs []netip.Addr) ([]kernel.SysctlChange, error) {
+	var all []kernel.SysctlChange
 	err := onHost(func(host *kernel.NS, onlink []kernel.OnLinkPrefix) error {
 		for _, e := range routing.ProxyPlan(onlink, pools, addrs) {
 			changes, err := host.AddProxyEntry(e)
-			all = append(all, sysctlChanges(changes)...)
+			all = append(all, changes...)
 			if err != nil {
 				return err
 			}

@@ -23,6 +23,7 @@ import (
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/ipam"
+	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/podnet"
 	"github.com/duetnet/duet/internal/store"
 )
@@ -43,13 +44,13 @@ type Host interface {
 	Prefixes() ([]netip.Prefix, error)
 	// EnableForwarding turns on forwarding for the families of addrs and
 	// says what it changed.
-	EnableForwarding(addrs []netip.Addr) ([]SysctlChange, error)
+	EnableForwarding(addrs []netip.Addr) ([]kernel.SysctlChange, error)
 	// CheckPools refuses pools that contain an uplink's on-link prefix.
 	CheckPools(pools []netip.Prefix) error
 	// ProxyPods makes the host answer neighbour discovery (and ARP) on
 	// an uplink for each pod address inside that uplink's prefix, and
 	// says which sysctls it changed to do so.
-	ProxyPods(pools []netip.Prefix, addrs []netip.Addr) ([]SysctlChange, error)
+	ProxyPods(pools []netip.Prefix, addrs []netip.Addr) ([]kernel.SysctlChange, error)
 	// UnproxyPods removes the proxy entries of addrs.
 	UnproxyPods(addrs []netip.Addr) error
 	// Links names the host's network interfaces.
@@ -101,11 +102,6 @@ type Plugin struct {
 	// Stderr is the runtime's log; nil means os.Stderr.
 	Stderr io.Writer
 }
-
-// SysctlChange is one host sysctl the plugin changed.
-type SysctlChange struct{ Name, Old, New string }
-
-func (c SysctlChange) String() string { return fmt.Sprintf("%s: %s -> %s", c.Name, c.Old, c.New) }
 
 // HostIfName is the host end's name of the veth for an attachment: "dt"
 // and 11 hex digits of a hash, like Calico's "cali…", so that it fits in

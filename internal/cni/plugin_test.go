@@ -138,7 +138,7 @@ func (f *fakeFirewall) CheckPod(pod firewall.Pod) error {
 
 type fakeHost struct {
 	forwarded []netip.Addr
-	changes   []SysctlChange // what EnableForwarding reports it changed
+	changes   []kernel.SysctlChange // what EnableForwarding reports it changed
 }
 
 var _ Host = (*fakeHost)(nil)
@@ -146,12 +146,12 @@ var _ Host = (*fakeHost)(nil)
 func (h *fakeHost) DefaultRouteMTU() (int, error)     { return 9000, nil }
 func (h *fakeHost) Prefixes() ([]netip.Prefix, error) { return nil, nil }
 func (h *fakeHost) CheckPools([]netip.Prefix) error   { return nil }
-func (h *fakeHost) ProxyPods([]netip.Prefix, []netip.Addr) ([]SysctlChange, error) {
+func (h *fakeHost) ProxyPods([]netip.Prefix, []netip.Addr) ([]kernel.SysctlChange, error) {
 	return nil, nil
 }
 func (h *fakeHost) UnproxyPods([]netip.Addr) error  { return nil }
 func (h *fakeHost) Links() (map[string]bool, error) { return map[string]bool{}, nil }
-func (h *fakeHost) EnableForwarding(a []netip.Addr) ([]SysctlChange, error) {
+func (h *fakeHost) EnableForwarding(a []netip.Addr) ([]kernel.SysctlChange, error) {
 	h.forwarded = append(h.forwarded, a...)
 	return h.changes, nil
 }
@@ -476,7 +476,7 @@ func (brokenFirewall) Removal(name, fams string, fn func(map[string]string) erro
 // network's sysctlLog, so a lab's changes stay in the lab's directory.
 func TestSysctlChangesRecorded(t *testing.T) {
 	p, _, _, _ := newPlugin(t)
-	p.Host.(*fakeHost).changes = []SysctlChange{{Name: "net.ipv6.conf.all.forwarding", Old: "0", New: "1"}}
+	p.Host.(*fakeHost).changes = []kernel.SysctlChange{{Name: "net.ipv6.conf.all.forwarding", Old: "0", New: "1"}}
 	var stderr bytes.Buffer
 	p.Stderr = &stderr
 	path := filepath.Join(t.TempDir(), "node1", "sysctl-changes.jsonl")

@@ -102,7 +102,7 @@ func (p *Plugin) unprotectIf(n *config.Network, hostIf string) error {
 		fams = "inet,bridge"
 	}
 	err := p.Firewall.Removal(hostIf, fams, func(queued map[string]string) error {
-		return p.sweepLocked(famsOf(queued), func(name string) bool { _, ok := queued[name]; return ok })
+		return p.sweep(famsOf(queued), func(name string) bool { _, ok := queued[name]; return ok })
 	})
 	if errors.Is(err, kernel.ErrNoNFTables) {
 		return nil
@@ -145,24 +145,11 @@ func (p *Plugin) unprotect(n *config.Network, a ipam.Allocation) error {
 // sweep removes what firewall.Residue says of the interfaces gone names,
 // from fams' tables: one netlink batch for the pods' elements, then, for
 // the pools those pods' networks had, the elements of those no pod's
-// network has any more (one nft transaction, rarely). gone is asked
-// after the sets are read, so a pod whose ADD protected it after the
-// read is not in what is removed. Only the pool decision takes the lock,
-// so that an ADD's fast path, which trusts a pool's marker, never adds a
-// pod to a pool whose elements are going; DELs in parallel otherwise run
-// in parallel, and the last pod of a pool, whichever DEL finishes last,
-// takes the pool with it.
+// network has any more (one nft transaction, rarely). The caller holds
+// the firewall's lock (a queued removal, or GC), so no ADD protects a pod
+// between the read and the removal, and an ADD's fast path, which trusts
+// a pool's marker, never adds a pod to a pool whose elements are going.
 func (p *Plugin) sweep(fams []knftables.Family, gone func(ifname string) bool) error {
-	return p.sweepWith(fams, gone, func() (func(), error) { return p.Firewall.Lock() })
-}
-
-// sweepLocked is sweep for a caller that holds the lock already (a
-// queued removal).
-func (p *Plugin) sweepLocked(fams []knftables.Family, gone func(ifname string) bool) error {
-	return p.sweepWith(fams, gone, func() (func(), error) { return func() {}, nil })
-}
-
-func (p *Plugin) sweepWith(fams []knftables.Family, gone func(ifname string) bool, lock func() (func(), error)) error {
 	have, err := p.Firewall.List(firewall.ResidueSets(fams...))
 	if err != nil {
 		return err
@@ -176,11 +163,6 @@ func (p *Plugin) sweepWith(fams []knftables.Family, gone func(ifname string) boo
 	if len(pools) == 0 {
 		return nil
 	}
-	unlock, err := lock()
-	if err != nil {
-		return err
-	}
-	defer unlock()
 	left, err := p.Firewall.List(firewall.PodPoolSets())
 	if err != nil {
 		return err

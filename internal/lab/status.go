@@ -20,7 +20,7 @@ import (
 func NodeStatus(s State, n Node) (map[string]any, error) {
 	c := http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, "unix", sockPath(s, n))
+			return (&net.Dialer{}).DialContext(ctx, "unix", s.NodeSocket(n.Name))
 		}}}
 	resp, err := c.Get("http://duetd/status")
 	if err != nil {

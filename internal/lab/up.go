@@ -243,7 +243,7 @@ func startDuetd(binDir string, s State, n Node) (int, error) {
 	defer logf.Close()
 	args := []string{"netns", "exec", n.NetNS, filepath.Join(binDir, "duetd"),
 		"--node-name", n.Name, "--address", strings.Join(addrs, ","), "--routing", s.Options.Routing,
-		"--etcd-endpoints", strings.Join(s.EtcdEndpoints(), ","), "--socket", sockPath(s, n), "--http", "", "--interval", "1s"}
+		"--etcd-endpoints", strings.Join(s.EtcdEndpoints(), ","), "--socket", s.NodeSocket(n.Name), "--http", "", "--interval", "1s"}
 	for i, m := range s.Nodes {
 		if m.Name == n.Name {
 			args = append(args, duetdRoutingArgs(s, i+1)...)
@@ -317,8 +317,6 @@ func (s State) NodeSocket(node string) string {
 	}
 	return filepath.Join(s.Datadir, node+".sock")
 }
-
-func sockPath(s State, n Node) string { return s.NodeSocket(n.Name) }
 
 // ConfList is the lab's network: the real duet plugin, on the lab's
 // etcd, with this node's name.
