@@ -132,6 +132,8 @@ func main() {
 	flag.StringVar(&ef.logLevel, "etcd-log-level", "error", "the embedded etcd's own log level: debug, info, warn or error")
 	var kf kubeFlags
 	kf.register(flag.CommandLine)
+	dockerOn := flag.Bool("docker", false, "also serve Docker Engine's network and IPAM driver protocols on /run/docker/plugins/NAME.sock (NAME from --docker-name): docker network create -d duet --ipam-driver duet --ipv6 NET")
+	dockerName := flag.String("docker-name", "duet", "the Docker driver name duetd serves with --docker (one per node when several nodes share one Docker Engine, as the lab's do)")
 	flag.Usage = func() {
 		fmt.Fprint(flag.CommandLine.Output(), `Usage: duetd [flags]
 
@@ -179,6 +181,17 @@ instead, and duetd writes the CNI configuration once the node is ready.
 	}
 	o := options{node: *node, dbPath: *dbPath, routing: *routingM, interval: *interval, sock: *sock, httpAddr: *httpAddr,
 		addrs: addrs, bgp: bgpCfg, meshASN: meshASN}
+	if *dockerOn {
+		if kf.enabled {
+			log.Error("bad flags", "err", errors.New("--docker and --kubernetes do not mix: Kubernetes runs containers through CNI; run duetd --docker on Docker hosts"))
+			os.Exit(2)
+		}
+		if *dockerName == "" || strings.ContainsAny(*dockerName, "/ ") {
+			log.Error("bad flags", "err", fmt.Errorf("--docker-name %q: give a plain name such as duet", *dockerName))
+			os.Exit(2)
+		}
+		o.docker = *dockerName
+	}
 	if o.routing != routing.Direct && o.routing != routing.VXLAN && o.routing != agent.BGP {
 		log.Error("bad flags", "err", fmt.Errorf("--routing %q: use %q, %q or %q", o.routing, routing.Direct, routing.VXLAN, agent.BGP))
 		os.Exit(2)
@@ -205,6 +218,8 @@ type options struct {
 	addrs                 []netip.Addr
 	bgp                   *bgp.Config
 	meshASN               uint32
+	// docker is the Docker driver name to serve ("" for none).
+	docker string
 }
 
 func run(ctx context.Context, log *slog.Logger, o options, ef *etcdFlags) error {
@@ -267,6 +282,13 @@ func run(ctx context.Context, log *slog.Logger, o options, ef *etcdFlags) error 
 		return err
 	}
 	defer stopServing()
+	if o.docker != "" {
+		stopDocker, err := serveDocker(ctx, log, o, openStore)
+		if err != nil {
+			return err
+		}
+		defer stopDocker()
+	}
 	datastore := "bolt " + dbPath
 	if len(ecfg.Endpoints) > 0 {
 		datastore = "etcd " + strings.Join(ecfg.Endpoints, ",")

@@ -57,7 +57,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return cniError("allocating addresses", err)
 	}
-	res, err := p.attach(n, a, pools, args)
+	res, err := p.attach(n, a, pools, args.Netns, false)
 	if err != nil {
 		// Give the addresses back, so a failed ADD leaves nothing behind;
 		// but never those of an attachment an earlier ADD completed.
@@ -71,13 +71,41 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	return printResult(p.Stdout, result(n, a, res, args.Netns), n.CNIVersion)
 }
 
+// Attach makes an attachment whose addresses a runtime allocated itself
+// (Docker's IPAM driver asks for them one at a time), with everything ADD
+// makes after its allocation: the interface a.IfName in netns, or, with
+// runtimeMoves, a pair in this namespace whose pod end (a.IfName) the
+// runtime moves and addresses itself (podnet.Spec.RuntimeMoves).
+func (p *Plugin) Attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool, netns string, runtimeMoves bool) (podnet.Result, error) {
+	return p.attach(n, a, pools, netns, runtimeMoves)
+}
+
+// Detach removes what Attach made, as DEL does before it frees the
+// addresses; it succeeds when nothing is left.
+func (p *Plugin) Detach(n *config.Network, a ipam.Allocation, netns string) error {
+	hostIf := HostIfName(a.Handle)
+	fwDone := make(chan error, 1)
+	go func() { fwDone <- p.unprotectIf(n, hostIf) }()
+	err := p.Net.Teardown(netns, a.IfName, hostIf)
+	if ferr := <-fwDone; ferr != nil {
+		if uerr := p.unprotect(n, a); uerr != nil {
+			err = errors.Join(err, uerr)
+		}
+	}
+	if len(a.IPs) > 0 {
+		err = errors.Join(err, p.Host.UnproxyPods(addrsOf(a)))
+	}
+	return err
+}
+
 // attach protects, then creates, the pod's interface; on failure it
 // removes the protections it added (podnet removes its own links).
-func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool, args *skel.CmdArgs) (podnet.Result, error) {
-	s, err := spec(n, a, args.Netns, p.mtu(n))
+func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool, netns string, runtimeMoves bool) (podnet.Result, error) {
+	s, err := spec(n, a, netns, p.mtu(n))
 	if err != nil {
 		return podnet.Result{}, err
 	}
+	s.RuntimeMoves = runtimeMoves
 	pod := fwPod(n, a, s)
 	changes, err := p.Host.EnableForwarding(addrsOf(a))
 	p.recordSysctls(n, changes)
@@ -96,7 +124,7 @@ func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool,
 	p.recordSysctls(n, changes)
 	if err != nil {
 		_ = p.Host.UnproxyPods(addrsOf(a))
-		_ = p.Net.Teardown(args.Netns, args.IfName, s.HostIfName)
+		_ = p.Net.Teardown(netns, a.IfName, s.HostIfName)
 		_ = p.removeProtections(n, a)
 		return podnet.Result{}, fmt.Errorf("answering neighbour discovery for the pod on the uplink: %w", err)
 	}

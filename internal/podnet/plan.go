@@ -126,9 +126,16 @@ func Plan(spec Spec) (Desired, error) {
 		if len(v6) > 0 {
 			d.Host.Addrs = []netip.Prefix{netip.PrefixFrom(GatewayV6, 64)}
 		}
+		if len(v4) > 0 && spec.RuntimeMoves {
+			d.Host.Addrs = append(d.Host.Addrs, netip.PrefixFrom(GatewayV4, 32))
+		}
 		for _, p := range d.Pod.Addrs {
 			d.Host.Routes = append(d.Host.Routes, kernel.Route{Dst: p, Dev: spec.HostIfName})
 		}
+	}
+	if spec.RuntimeMoves {
+		// The runtime configures the pod's side in its namespace.
+		d.Pod.Sysctls, d.Pod.Addrs, d.Pod.LinkLocal, d.Pod.Routes, d.Pod.PeerNeighbours = nil, nil, false, nil, nil
 	}
 	return d, nil
 }

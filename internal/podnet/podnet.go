@@ -54,6 +54,17 @@ type Spec struct {
 	// firewall.Group), so a pod is checked from its interface's first
 	// packet to its last, with no per-pod element to add or remove.
 	Group uint32
+	// RuntimeMoves is for a runtime that moves the pod's end into its
+	// namespace itself and addresses it (Docker: its driver's Join comes
+	// before the container's namespace exists). Setup then makes both
+	// ends in the host namespace: the host end complete, and in routed
+	// mode also holding the IPv4 gateway (the pod has no permanent
+	// neighbour to find it by, so the host end answers its ARP); the pod
+	// end, named IfName, has only its MAC and MTU, and is left in NetNS:
+	// the runtime's own namespace, where it looks for it ("" is the host
+	// namespace; a lab's node runs in a namespace of its own while the
+	// one Docker Engine of the machine runs in the machine's).
+	RuntimeMoves bool
 	// BridgeName is the bridge to plug into (bridge mode only).
 	BridgeName string
 	// BridgeGateways are the addresses the bridge holds, with the pool's

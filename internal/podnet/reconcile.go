@@ -128,3 +128,50 @@ func ensureRoutes(n *kernel.NS, link string, want []kernel.Route) error {
 	}
 	return nil
 }
+
+// reconcileHost brings the host end of a pair whose pod end the runtime
+// moves (Spec.RuntimeMoves) to d, and gives the pod end its MAC and MTU
+// while it is still here, down.
+func reconcileHost(host, pod *kernel.NS, d Desired) error {
+	if _, err := host.SetSysctls(d.Host.Sysctls); err != nil {
+		return err
+	}
+	hl, err := host.Link(d.Host.Name)
+	if err != nil {
+		return err
+	}
+	pl, err := pod.Link(d.Pod.Name)
+	if err != nil {
+		return err
+	}
+	if hl.MTU != d.Host.MTU {
+		if err := host.SetLinkMTU(d.Host.Name, d.Host.MTU); err != nil {
+			return err
+		}
+	}
+	if pl.MTU != d.Pod.MTU {
+		if err := pod.SetLinkMTU(d.Pod.Name, d.Pod.MTU); err != nil {
+			return err
+		}
+	}
+	if d.Pod.MAC != nil && !bytes.Equal(pl.MAC, d.Pod.MAC) {
+		if err := pod.SetLinkMAC(d.Pod.Name, d.Pod.MAC); err != nil {
+			return err
+		}
+	}
+	if d.Host.Master != "" {
+		if err := host.SetMaster(d.Host.Name, d.Host.Master); err != nil {
+			return err
+		}
+		if err := host.SetHairpin(d.Host.Name, true); err != nil {
+			return err
+		}
+	}
+	if err := host.SetLinkUp(d.Host.Name); err != nil {
+		return err
+	}
+	if err := ensureAddrs(host, d.Host.Name, d.Host.Addrs, true); err != nil {
+		return err
+	}
+	return ensureRoutes(host, d.Host.Name, d.Host.Routes)
+}

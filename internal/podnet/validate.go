@@ -13,7 +13,7 @@ func validate(spec Spec) error {
 	default:
 		return specErr("Mode", "unknown mode %q (want %q or %q)", spec.Mode, Routed, Bridge)
 	}
-	if spec.NetNS == "" {
+	if spec.NetNS == "" && !spec.RuntimeMoves {
 		return specErr("NetNS", "empty")
 	}
 	if err := checkIfName("IfName", spec.IfName); err != nil {
