@@ -6,10 +6,13 @@ export PATH=/usr/local/go/bin:$PATH
 need=()
 # The kube lab adds a container runtime (containerd, runc; any containerd
 # already on the host, such as Docker's, serves too), the tools the e2e
-# images carry (busybox, dash, curl, wget, OpenBSD nc, dig), and nsenter,
+# images carry (busybox, static, dash, curl, wget, OpenBSD nc, dig), and nsenter,
 # iptables and conntrack for the nodes.
 pkgs="iproute2 iputils-ping procps nftables containernetworking-plugins iperf3 make radvd bird2"
-pkgs+=" util-linux iptables conntrack busybox dash curl wget netcat-openbsd bind9-dnsutils"
+pkgs+=" util-linux iptables conntrack busybox-static dash curl wget netcat-openbsd bind9-dnsutils"
+# The Docker driver's tests run on the machine's Docker Engine, with
+# Compose (Debian's docker-compose) and images made from busybox-static.
+command -v docker >/dev/null && { command -v docker-compose >/dev/null || pkgs+=" docker-compose"; }
 command -v containerd >/dev/null || pkgs+=" containerd"
 command -v runc >/dev/null || pkgs+=" runc"
 for pkg in $pkgs; do

@@ -258,6 +258,18 @@ func (d *Driver) releasePool(req releasePoolRequest) error {
 			return putJSON(tx, poolsPrefix+poolKey(cidr), rec)
 		}
 		delete(rec.Refs, d.Node)
+		// No network of this node uses the pool any more, so no address
+		// of it here is live: free those Docker never released (it
+		// keeps one family's address when the other's request fails).
+		leaked, err := ipam.GC(tx, addrNetwork, func(a ipam.Allocation) bool {
+			return a.Node != d.Node || len(a.IPs) == 0 || !cidr.Contains(a.IPs[0].Address.Addr())
+		})
+		if err != nil {
+			return err
+		}
+		for _, a := range leaked {
+			d.Log.Info("docker: freed an address Docker did not release", "address", a.IPs[0].Address.Addr(), "pool", cidr)
+		}
 		if _, err := ipam.ReleaseEmptyBlocks(tx, d.Node, cidr); err != nil {
 			return err
 		}

@@ -109,9 +109,9 @@ func PortsScript(maps []PortMap) string {
 	}
 	fmt.Fprintf(&b, "flush table inet %s\n", PortsTable)
 	fmt.Fprintf(&b, "add chain inet %s ports\n", PortsTable)
-	fmt.Fprintf(&b, "add chain inet %s prerouting { type nat hook prerouting priority dstnat; policy accept; }\n", PortsTable)
+	fmt.Fprintf(&b, "add chain inet %s prerouting { type nat hook prerouting priority -100; policy accept; }\n", PortsTable)
 	fmt.Fprintf(&b, "add rule inet %s prerouting fib daddr type local jump ports\n", PortsTable)
-	fmt.Fprintf(&b, "add chain inet %s output { type nat hook output priority dstnat; policy accept; }\n", PortsTable)
+	fmt.Fprintf(&b, "add chain inet %s output { type nat hook output priority -100; policy accept; }\n", PortsTable)
 	fmt.Fprintf(&b, "add rule inet %s output ip daddr != 127.0.0.0/8 fib daddr type local jump ports\n", PortsTable)
 	fmt.Fprintf(&b, "add rule inet %s output ip6 daddr != ::1 fib daddr type local jump ports\n", PortsTable)
 	sorted := append([]PortMap(nil), maps...)
