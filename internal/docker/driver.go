@@ -493,6 +493,20 @@ func (d *Driver) programExternal(req externalConnectivityRequest) error {
 		if err != nil {
 			return err
 		}
+		others, err := tx.List(endpointsPrefix + d.Node + "/")
+		if err != nil {
+			return err
+		}
+		all := maps
+		for _, kv := range others {
+			var o endpointRecord
+			if json.Unmarshal(kv.Value, &o) == nil && o.ID != ep.ID {
+				all = append(all, o.Ports...)
+			}
+		}
+		if err := conflicts(all); err != nil {
+			return err
+		}
 		ep.Ports = maps
 		return putJSON(tx, d.endpointKey(req.NetworkID, req.EndpointID), ep)
 	})

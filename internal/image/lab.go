@@ -180,11 +180,11 @@ func busybox(skip ...string) ([]File, error) {
 	const src = "/usr/bin/busybox"
 	files, err := HostBinary(src, "/bin/busybox")
 	if err != nil {
-		return nil, fmt.Errorf("%w (apt-get install busybox)", err)
+		return nil, fmt.Errorf("%w (apt-get install busybox-static)", err)
 	}
 	out, err := exec.Command(src, "--list").Output()
 	if err != nil {
-		return nil, fmt.Errorf("%s --list: %v (is it busybox? apt-get install busybox)", src, err)
+		return nil, fmt.Errorf("%s --list: %v (is it busybox? apt-get install busybox-static)", src, err)
 	}
 	skipped := map[string]bool{"busybox": true}
 	for _, s := range skip {
