@@ -45,6 +45,9 @@ func labCmd() *cobra.Command {
 				if o.Topology != "switched" {
 					return fmt.Errorf("--topology %s: the kube lab's nodes share one segment; drop --topology with --kubernetes", o.Topology)
 				}
+				if o.Runtime != "cni" {
+					return fmt.Errorf("--runtime %s: the kube lab's runtime is the kubelet with containerd; drop --runtime with --kubernetes", o.Runtime)
+				}
 				o = o.WithDefaults()
 				ko := kubelab.Options{Nodes: o.Nodes, Family: o.Family, Routing: o.Routing, ProxyMode: proxyMode, NoNetworkPolicy: !netpol}
 				_, err = kubelab.Up(ctx, ko, kubelab.Sources{DuetBin: filepath.Dir(self), KubeSrc: kubeSrc, KubeBin: kubeBin}, datadir, os.Stdout)
@@ -62,6 +65,7 @@ func labCmd() *cobra.Command {
 	up.Flags().StringVar(&o.Family, "family", "dual", "pod address families: dual, ipv6 or ipv4")
 	up.Flags().StringVar(&o.Routing, "routing", "", "how nodes reach each other's pods: direct (routes on the shared segment), vxlan (an overlay), or bgp (GoBGP: a node-to-node mesh when switched, peering with a BIRD router when routed) (default direct; bgp with --topology routed)")
 	up.Flags().StringVar(&o.Topology, "topology", "switched", "switched (nodes on one segment), routed (each node on its own subnet behind a BIRD router; implies --routing bgp), or ndp-proxy (pods in the nodes' uplink /64, answered by NDP proxy)")
+	up.Flags().StringVar(&o.Runtime, "runtime", "cni", "what makes the pods: cni (namespaces and the duet plugin) or docker (containers of this machine's Docker Engine on each node's duet network, served by duetd --docker)")
 	up.Flags().BoolVar(&kube, "kubernetes", false, "a real Kubernetes cluster (upstream binaries built from Go modules and cached) with duet installed from deploy/duet.yaml")
 	up.Flags().StringVar(&proxyMode, "proxy-mode", "nftables", "kube-proxy's mode with --kubernetes: nftables or iptables")
 	up.Flags().BoolVar(&netpol, "network-policy", true, "with --kubernetes: duet enforces NetworkPolicy (--network-policy=false leaves every pod open)")
@@ -71,6 +75,7 @@ func labCmd() *cobra.Command {
 	choices(up, "routing", "direct\troutes on the shared segment", "vxlan\tan overlay", "bgp\tGoBGP: a node mesh, or peering with a BIRD router when routed")
 	choices(up, "topology", "switched\tnodes on one segment", "routed\teach node behind a BIRD router (implies --routing bgp)", "ndp-proxy\tpods in the nodes' uplink /64")
 	choices(up, "proxy-mode", "nftables", "iptables")
+	choices(up, "runtime", "cni\tnamespaces and the duet plugin", "docker\tDocker Engine containers on duet networks")
 	_ = up.MarkFlagDirname("kube-bin")
 	_ = up.MarkFlagDirname("kube-src")
 	var asJSON bool

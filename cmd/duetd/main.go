@@ -133,6 +133,7 @@ func main() {
 	var kf kubeFlags
 	kf.register(flag.CommandLine)
 	dockerOn := flag.Bool("docker", false, "also serve Docker Engine's network and IPAM driver protocols on /run/docker/plugins/NAME.sock (NAME from --docker-name): docker network create -d duet --ipam-driver duet --ipv6 NET")
+	dockerSysctlLog := flag.String("docker-sysctl-log", config.DefaultSysctlLog, "with --docker: the file recording each host sysctl the driver changes, as the plugin's \"sysctlLog\"")
 	dockerName := flag.String("docker-name", "duet", "the Docker driver name duetd serves with --docker (one per node when several nodes share one Docker Engine, as the lab's do)")
 	flag.Usage = func() {
 		fmt.Fprint(flag.CommandLine.Output(), `Usage: duetd [flags]
@@ -190,7 +191,7 @@ instead, and duetd writes the CNI configuration once the node is ready.
 			log.Error("bad flags", "err", fmt.Errorf("--docker-name %q: give a plain name such as duet", *dockerName))
 			os.Exit(2)
 		}
-		o.docker = *dockerName
+		o.docker, o.dockerSysctlLog = *dockerName, *dockerSysctlLog
 	}
 	if o.routing != routing.Direct && o.routing != routing.VXLAN && o.routing != agent.BGP {
 		log.Error("bad flags", "err", fmt.Errorf("--routing %q: use %q, %q or %q", o.routing, routing.Direct, routing.VXLAN, agent.BGP))
@@ -219,7 +220,7 @@ type options struct {
 	bgp                   *bgp.Config
 	meshASN               uint32
 	// docker is the Docker driver name to serve ("" for none).
-	docker string
+	docker, dockerSysctlLog string
 }
 
 func run(ctx context.Context, log *slog.Logger, o options, ef *etcdFlags) error {

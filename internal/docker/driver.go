@@ -48,6 +48,9 @@ type Driver struct {
 	// Rand feeds ULA Global IDs (the zero-config pool, the first time).
 	Rand io.Reader
 	Log  *slog.Logger
+	// SysctlLog is where the host sysctls the driver changes are
+	// recorded ("": the plugin's default); a lab points it at its own.
+	SysctlLog string
 	// EngineNS is the network namespace Docker Engine runs in, where Join
 	// leaves each container's end for Docker to find ("": duetd's own;
 	// nil: always duetd's own). Asked at each Join: Docker may restart.
@@ -101,8 +104,8 @@ func short(id string) string {
 	return id
 }
 
-func (r networkRecord) config(node string) *config.Network {
-	n := &config.Network{CNIVersion: "1.1.0", Name: netName(r.ID), Mode: r.Mode, Bridge: r.Bridge, MTU: r.MTU, Protections: true}
+func (r networkRecord) config(node, sysctlLog string) *config.Network {
+	n := &config.Network{CNIVersion: "1.1.0", Name: netName(r.ID), Mode: r.Mode, Bridge: r.Bridge, MTU: r.MTU, Protections: true, SysctlLog: sysctlLog}
 	n.NodeName = node
 	for _, p := range r.Pools {
 		n.Pools = append(n.Pools, p.Pool)
@@ -110,7 +113,7 @@ func (r networkRecord) config(node string) *config.Network {
 	return n
 }
 
-func (r networkRecord) pools() []ipam.Pool { return r.config("").Pools }
+func (r networkRecord) pools() []ipam.Pool { return r.config("", "").Pools }
 
 // allocation is the endpoint as the CNI plugin's code sees an attachment:
 // its interface name is the container end's until Docker moves and
@@ -391,7 +394,7 @@ func (d *Driver) join(req joinRequest) (joinResponse, error) {
 	if d.EngineNS != nil {
 		engine = d.EngineNS()
 	}
-	res, err := d.Kernel.Attach(r.config(d.Node), a, r.pools(), engine, true)
+	res, err := d.Kernel.Attach(r.config(d.Node, d.SysctlLog), a, r.pools(), engine, true)
 	if err != nil {
 		return joinResponse{}, err
 	}
@@ -400,7 +403,7 @@ func (d *Driver) join(req joinRequest) (joinResponse, error) {
 		ep.Bindings = b
 	}
 	if err := d.update(func(tx store.Tx) error { return putJSON(tx, d.endpointKey(ep.Network, ep.ID), ep) }); err != nil {
-		_ = d.Kernel.Detach(r.config(d.Node), a, "")
+		_ = d.Kernel.Detach(r.config(d.Node, d.SysctlLog), a, "")
 		return joinResponse{}, err
 	}
 	resp := joinResponse{InterfaceName: &interfaceName{SrcName: res.PodIfName, DstPrefix: "eth"}, DisableGatewayService: true}
@@ -435,7 +438,7 @@ func (d *Driver) leave(req endpointRequest) error {
 	if err != nil || !found || !ep.Joined {
 		return err
 	}
-	if err := d.Kernel.Detach(r.config(d.Node), r.allocation(d.Node, ep), ""); err != nil {
+	if err := d.Kernel.Detach(r.config(d.Node, d.SysctlLog), r.allocation(d.Node, ep), ""); err != nil {
 		return err
 	}
 	hadPorts := len(ep.Ports) > 0

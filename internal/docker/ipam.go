@@ -165,8 +165,17 @@ func (d *Driver) userPool(tx store.Tx, subnet string, fam ipam.Family, opts map[
 		return poolRecord{}, fmt.Errorf("--subnet %s holds %d addresses, fewer than duet can serve (network, gateway and at least two containers): use %s or larger", cidr, 1<<host, min)
 	}
 	spec := ipam.PoolSpec{CIDR: cidr.String()}
+	famBlock := IPAMBlockSize + "4"
+	if fam == ipam.IPv6 {
+		famBlock = IPAMBlockSize + "6"
+	}
 	for k, v := range opts {
 		switch k {
+		case IPAMBlockSize + "4", IPAMBlockSize + "6":
+			if k != famBlock {
+				continue // the other family's
+			}
+			fallthrough
 		case IPAMBlockSize:
 			n, err := strconv.Atoi(v)
 			if err != nil {
@@ -181,7 +190,7 @@ func (d *Driver) userPool(tx store.Tx, subnet string, fam ipam.Family, opts map[
 			spec.NATOutgoing = &b
 		default:
 			if strings.HasPrefix(k, "duet.") {
-				return poolRecord{}, fmt.Errorf("--ipam-opt %s is not one of duet's: use %s or %s", k, IPAMBlockSize, IPAMNATOutgoin)
+				return poolRecord{}, fmt.Errorf("--ipam-opt %s is not one of duet's: use %s (or %s4, %s6 for one family) or %s", k, IPAMBlockSize, IPAMBlockSize, IPAMBlockSize, IPAMNATOutgoin)
 			}
 		}
 	}

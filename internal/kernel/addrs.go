@@ -72,6 +72,12 @@ func nlAddr(p netip.Prefix) *netlink.Addr {
 	if p.Addr().Is6() {
 		a.Flags = unix.IFA_F_NODAD
 	}
+	if p.Addr().Is4() && p.Addr().IsLinkLocalUnicast() {
+		// Scope link, as RFC 3927 means it: the host end's 169.254.1.1
+		// answers a container's ARP for its gateway, but is never the
+		// source the host picks for a packet to a routable address.
+		a.Scope = unix.RT_SCOPE_LINK
+	}
 	return a
 }
 

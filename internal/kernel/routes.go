@@ -16,6 +16,10 @@ type Route struct {
 	Dst netip.Prefix
 	GW  netip.Addr
 	Dev string
+	// Universe gives an IPv4 route without a gateway scope global
+	// instead of link: the host then never picks a link-scope address of
+	// Dev (a host end's 169.254.1.1) as the source of what it sends.
+	Universe bool
 }
 
 // String renders r as iproute2 does, for errors and logs.
@@ -92,7 +96,7 @@ func nlRoute(r Route, index int) *netlink.Route {
 	nr := &netlink.Route{Dst: ipNet(r.Dst.Masked()), LinkIndex: index}
 	if r.GW.IsValid() {
 		nr.Gw = r.GW.AsSlice()
-	} else if r.Dst.Addr().Is4() {
+	} else if r.Dst.Addr().Is4() && !r.Universe {
 		nr.Scope = netlink.SCOPE_LINK
 	}
 	return nr
@@ -114,6 +118,8 @@ func routeFrom(nr netlink.Route) (Route, bool) {
 			gw = gw.Unmap()
 		}
 		r.GW = gw
+	} else if dst.Addr().Is4() && nr.Scope == netlink.SCOPE_UNIVERSE {
+		r.Universe = true
 	}
 	return r, true
 }

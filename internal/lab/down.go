@@ -24,7 +24,9 @@ func Down(datadir string, out io.Writer) error {
 	if err != nil {
 		fmt.Fprintln(out, "warning:", err)
 	}
-	var errs []string
+	// Docker's containers and networks first, while the nodes' drivers
+	// still answer Docker's Leave and DeleteNetwork.
+	errs := downDocker(out)
 	if left := stopAll(labPIDs(s, datadir), out); len(left) > 0 {
 		errs = append(errs, fmt.Sprintf("pids %v did not exit after SIGKILL", left))
 	}

@@ -25,7 +25,18 @@ type Options struct {
 	// BlockSize6 overrides the IPv6 pool's block size (benchmarks use
 	// small blocks to see many block claims); 0 keeps the default.
 	BlockSize6 int `json:"blockSize6,omitempty"`
+	// Runtime is what makes the pods: "cni" (default: a namespace and
+	// the duet plugin, as a CNI runtime does) or "docker" (containers of
+	// the machine's Docker Engine on each node's duet network, served by
+	// that node's duetd --docker: seed 001's Docker hosts).
+	Runtime string `json:"runtime,omitempty"`
 }
+
+// DockerDriver is the Docker driver (and network) name of a lab node.
+func DockerDriver(node string) string { return Prefix + node }
+
+// DockerLabel marks the lab's containers and networks, for down.
+const DockerLabel = "duet.lab"
 
 // Fixed lab prefixes: documentation-sized ULA and private ranges that
 // exist only inside the lab's namespaces.
@@ -157,6 +168,9 @@ func (o Options) WithDefaults() Options {
 	if o.Topology == "" {
 		o.Topology = "switched"
 	}
+	if o.Runtime == "" {
+		o.Runtime = "cni"
+	}
 	if o.Routing == "" {
 		o.Routing = "direct"
 		if o.Topology == "routed" {
@@ -181,6 +195,7 @@ func (o Options) Diff(running Options) []string {
 	add("routing", running.Routing, o.Routing)
 	add("topology", running.Topology, o.Topology)
 	add("block-size6", running.BlockSize6, o.BlockSize6)
+	add("runtime", running.Runtime, o.Runtime)
 	return d
 }
 
@@ -201,6 +216,10 @@ func (o Options) Validate() error {
 		return fmt.Errorf("--topology routed puts each node on its own subnet behind a router that learns pod blocks by BGP, so it cannot use --routing %s: drop --routing (routed implies bgp) or pass --routing bgp", o.Routing)
 	case o.Routing == "bgp" && o.Topology == "ndp-proxy":
 		return fmt.Errorf("--routing bgp: use --topology routed (a BIRD router) or switched (a node-to-node mesh)")
+	case o.Runtime != "" && o.Runtime != "cni" && o.Runtime != "docker":
+		return fmt.Errorf("--runtime %q: use cni (the duet plugin in namespaces) or docker (containers of this machine's Docker Engine)", o.Runtime)
+	case o.Runtime == "docker" && o.BlockSize6 != 0:
+		return fmt.Errorf("--block-size6 is for the cni runtime: drop it with --runtime docker")
 	case o.Topology == "ndp-proxy" && o.Nodes > 2:
 		return fmt.Errorf("--topology ndp-proxy carves a /26 from the uplink's IPv4 /24, two /27 blocks: use --nodes 2 or fewer")
 	}

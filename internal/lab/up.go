@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/duetnet/duet/internal/docker"
 	"io"
 	"net/netip"
 	"os"
@@ -132,12 +133,32 @@ func Up(ctx context.Context, o Options, binDir, datadir string, out io.Writer) (
 		}
 		step("node %s %v, duetd pid %d", n.Name, n.Addrs, pid)
 	}
+	if s.Options.Runtime == "docker" {
+		if err := docker.EnsureImage(docker.BusyboxImage); err != nil {
+			return s, err
+		}
+		for _, n := range s.Nodes {
+			if err := waitSocket(ctx, docker.SocketPath(DockerDriver(n.Name))); err != nil {
+				return s, fmt.Errorf("node %s's duetd --docker: %w (see %s)", n.Name, err, filepath.Join(s.Datadir, n.Name+".log"))
+			}
+			if err := dockerNetwork(s, n.Name); err != nil {
+				return s, err
+			}
+			step("docker network %s", DockerDriver(n.Name))
+		}
+	}
 	for i := range s.Pods {
 		if err := ctx.Err(); err != nil {
 			return s, err
 		}
 		p := &s.Pods[i]
-		ips, err := addPod(ctx, binDir, s, *p, &linePrefixer{w: out, prefix: "        " + p.Node + ": "})
+		var ips []netip.Addr
+		var err error
+		if s.Options.Runtime == "docker" {
+			ips, err = addDockerPod(s, *p)
+		} else {
+			ips, err = addPod(ctx, binDir, s, *p, &linePrefixer{w: out, prefix: "        " + p.Node + ": "})
+		}
 		if err != nil {
 			return s, err
 		}
@@ -153,6 +174,24 @@ func Up(ctx context.Context, o Options, binDir, datadir string, out io.Writer) (
 	step("routes converged on every node")
 	s.Ready = true
 	return s, s.save()
+}
+
+// waitSocket waits for a unix socket to appear (a daemon just started).
+func waitSocket(ctx context.Context, path string) error {
+	deadline := time.Now().Add(15 * time.Second)
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s did not appear within 15s", path)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func ip(args ...string) error {
@@ -248,6 +287,9 @@ func startDuetd(binDir string, s State, n Node) (int, error) {
 		if m.Name == n.Name {
 			args = append(args, duetdRoutingArgs(s, i+1)...)
 		}
+	}
+	if s.Options.Runtime == "docker" {
+		args = append(args, "--docker", "--docker-name", DockerDriver(n.Name), "--docker-sysctl-log", s.NodeSysctlLog(n.Name))
 	}
 	cmd := exec.Command("ip", args...)
 	cmd.Stdout, cmd.Stderr = logf, logf

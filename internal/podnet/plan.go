@@ -130,7 +130,9 @@ func Plan(spec Spec) (Desired, error) {
 			d.Host.Addrs = append(d.Host.Addrs, netip.PrefixFrom(GatewayV4, 32))
 		}
 		for _, p := range d.Pod.Addrs {
-			d.Host.Routes = append(d.Host.Routes, kernel.Route{Dst: p, Dev: spec.HostIfName})
+			// With the IPv4 gateway on the host end (RuntimeMoves), its
+			// route must not make 169.254.1.1 the host's source.
+			d.Host.Routes = append(d.Host.Routes, kernel.Route{Dst: p, Dev: spec.HostIfName, Universe: spec.RuntimeMoves && p.Addr().Is4()})
 		}
 	}
 	if spec.RuntimeMoves {
