@@ -41,6 +41,17 @@ func leftovers(t *testing.T) []string {
 			left = append(left, "netns "+e.Name())
 		}
 	}
+	if _, err := exec.LookPath("docker"); err == nil {
+		for _, what := range [][]string{{"ps", "-aq"}, {"network", "ls", "-q"}} {
+			out, _ := exec.Command("docker", append(what, "--filter", "label="+lab.DockerLabel)...).Output()
+			if ids := strings.Fields(string(out)); len(ids) > 0 {
+				left = append(left, fmt.Sprintf("docker %s %v", what[0], ids))
+			}
+		}
+		if socks, _ := filepath.Glob("/run/docker/plugins/" + lab.Prefix + "*"); len(socks) > 0 {
+			left = append(left, fmt.Sprint(socks))
+		}
+	}
 	return left
 }
 
@@ -50,15 +61,22 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 		t.Fatalf("a lab is already up on this machine (%v): run duetctl lab down", l)
 	}
 	bins := buildBins(t)
-	for _, tc := range []struct{ fam, routing, topology string }{
-		{"ipv6", "direct", "switched"}, {"dual", "direct", "switched"}, {"ipv4", "direct", "switched"},
-		{"ipv6", "vxlan", "switched"}, {"dual", "vxlan", "switched"}, {"ipv4", "vxlan", "switched"},
-		{"ipv6", "direct", "ndp-proxy"}, {"dual", "direct", "ndp-proxy"},
-		{"ipv6", "bgp", "routed"}, {"dual", "bgp", "routed"},
-		{"dual", "bgp", "switched"}, // the node-to-node iBGP mesh
+	for _, tc := range []struct{ fam, routing, topology, runtime string }{
+		{"ipv6", "direct", "switched", ""}, {"dual", "direct", "switched", ""}, {"ipv4", "direct", "switched", ""},
+		{"ipv6", "vxlan", "switched", ""}, {"dual", "vxlan", "switched", ""}, {"ipv4", "vxlan", "switched", ""},
+		{"ipv6", "direct", "ndp-proxy", ""}, {"dual", "direct", "ndp-proxy", ""},
+		{"ipv6", "bgp", "routed", ""}, {"dual", "bgp", "routed", ""},
+		{"dual", "bgp", "switched", ""}, // the node-to-node iBGP mesh
+		// Seed 001's three designs on Docker hosts: containers of the
+		// machine's Docker Engine on each node's duet network.
+		{"dual", "direct", "switched", "docker"}, {"dual", "bgp", "routed", "docker"}, {"dual", "direct", "ndp-proxy", "docker"},
 	} {
 		fam := tc.fam
-		t.Run(tc.topology+"/"+tc.fam+"/"+tc.routing, func(t *testing.T) {
+		name := tc.topology + "/" + tc.fam + "/" + tc.routing
+		if tc.runtime != "" {
+			name += "/" + tc.runtime
+		}
+		t.Run(name, func(t *testing.T) {
 			datadir := filepath.Join(t.TempDir(), "lab")
 			hostLog, _ := os.ReadFile(cni.SysctlLogPath)
 			var pids []int
@@ -86,7 +104,7 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 				}
 			})
 			var out bytes.Buffer
-			o := lab.Options{Nodes: 2, PodsPerNode: 2, Family: fam, Routing: tc.routing, Topology: tc.topology}
+			o := lab.Options{Nodes: 2, PodsPerNode: 2, Family: fam, Routing: tc.routing, Topology: tc.topology, Runtime: tc.runtime}
 			s, err := lab.Up(context.Background(), o, bins, datadir, &out)
 			pids = append(append(pids, s.PIDs...), s.StorePID, s.RouterPID)
 			if err != nil {
@@ -100,6 +118,12 @@ func TestLabFamiliesAndRouting(t *testing.T) {
 			o2.PodsPerNode = 3 // valid in every topology, so "already up" answers
 			if _, err := lab.Up(context.Background(), o2, bins, datadir, &out); err == nil || !strings.Contains(err.Error(), "lab down") {
 				t.Fatalf("lab up with other options: %v", err)
+			}
+			if tc.runtime == "docker" {
+				out, err := exec.Command("docker", "ps", "-q", "--filter", "label="+lab.DockerLabel).Output()
+				if n := len(strings.Fields(string(out))); err != nil || n != len(s.Pods) {
+					t.Fatalf("%d lab containers running (%v), want %d", n, err, len(s.Pods))
+				}
 			}
 			for _, p := range s.Pods {
 				want := map[string]int{"dual": 2, "ipv6": 1, "ipv4": 1}[fam]
@@ -325,7 +349,12 @@ func inspectWithDuetctl(t *testing.T, bins string, s lab.State, fam string) {
 	var ipamOut struct {
 		Allocations []struct{ Node string }
 	}
-	if err := json.Unmarshal(run("ipam", "show", "--lab", s.Nodes[0].Name), &ipamOut); err != nil || len(ipamOut.Allocations) != len(s.Pods) {
+	want := len(s.Pods)
+	if s.Options.Runtime == "docker" {
+		// Docker's IPAM driver asks for each address alone.
+		want = len(s.Pods) * map[string]int{"dual": 2, "ipv6": 1, "ipv4": 1}[fam]
+	}
+	if err := json.Unmarshal(run("ipam", "show", "--lab", s.Nodes[0].Name), &ipamOut); err != nil || len(ipamOut.Allocations) != want {
 		t.Errorf("ipam show --lab: %d allocations for %d pods (%v)", len(ipamOut.Allocations), len(s.Pods), err)
 	}
 }
