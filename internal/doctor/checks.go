@@ -28,6 +28,9 @@ var Checks = []Check{
 	{"HOST009", LayerHost, Error, "an interface that should carry IPv6 has an MTU below 1280"},
 	{"HOST010", LayerHost, Warning, "a container-side interface has a larger MTU than the uplink"},
 
+	{"DOCKERH001", LayerHost, Warning, "a running Docker network without IPv6 (docker network inspect: EnableIPv6 false)"},
+	{"DOCKERH002", LayerHost, Warning, "a running Docker network with IPv6 on but no IPv6 subnet"},
+	{"DOCKERH003", LayerHost, Error, "a running Docker network whose driver or IPAM plugin socket is missing"},
 	{"DOCKER001", LayerDocker, Warning, "\"ipv6\" is not true: the default bridge is IPv4-only"},
 	{"DOCKER002", LayerDocker, Warning, "\"ipv6\" is true but there is no \"fixed-cidr-v6\" and no IPv6 default address pool"},
 	{"DOCKER003", LayerDocker, Error, "an invalid prefix or pool (fixed-cidr-v6, default-address-pools)"},

@@ -103,6 +103,7 @@ func (g Gatherer) Gather() (*HostFacts, error) {
 	}
 	g.sysctls(h)
 	g.firewall(h)
+	g.gatherEngine(h)
 	return h, nil
 }
 

@@ -24,6 +24,7 @@ func CheckHost(h *HostFacts) []Finding {
 	checkNDPProxy(r, h)
 	checkMasquerade(r, h)
 	checkMTU(r, h, v6)
+	checkEngine(r, h)
 	Sort(r.out)
 	return r.out
 }

@@ -22,6 +22,10 @@ var hostWants = map[string][]string{
 	"bad-proxy":      {"HOST006@0"},
 	"bad-nofirewall": {"HOST008@0"},
 	"bad-disabled":   {"HOST001@0"},
+	// A running engine: the default bridge without IPv6, an IPv6 network
+	// with no IPv6 subnet (Docker before 27), a duet network whose duetd
+	// --docker is not running.
+	"bad-engine": {"DOCKERH001@0", "DOCKERH002@0", "DOCKERH003@0"},
 }
 
 func loadFacts(t *testing.T, name string) *HostFacts {

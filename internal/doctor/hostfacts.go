@@ -22,6 +22,8 @@ type HostFacts struct {
 	IP6Tables string `json:"ip6tables"`
 	// FirewallErr says why no ruleset could be read (not root, no nft).
 	FirewallErr string `json:"firewallErr,omitempty"`
+	// Engine is the running Docker Engine's, when one answers.
+	Engine *EngineFacts `json:"engine,omitempty"`
 }
 
 // Link is a network interface. Kind is the driver (veth, bridge, vxlan;
