@@ -15,9 +15,6 @@ import (
 // containers take are routed like any pod's.
 func serveDocker(ctx context.Context, log *slog.Logger, o options, openStore func() (store.Store, error)) (func(), error) {
 	d := &docker.Driver{Node: o.node, OpenStore: openStore, Kernel: docker.NewHostKernel(os.Stderr), Rand: rand.Reader, Log: log, EngineNS: docker.EngineNS, SysctlLog: o.dockerSysctlLog}
-	if err := docker.EnsureForwarding(); err != nil {
-		log.Warn("docker: could not accept duet's interfaces in DOCKER-USER; Docker's FORWARD policy may drop containers' traffic", "err", err)
-	}
 	if err := d.Resync(); err != nil {
 		log.Warn("docker: reprogramming published ports", "err", err)
 	}

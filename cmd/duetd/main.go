@@ -45,6 +45,7 @@ import (
 	"github.com/duetnet/duet/internal/agent"
 	"github.com/duetnet/duet/internal/bgp"
 	"github.com/duetnet/duet/internal/config"
+	"github.com/duetnet/duet/internal/docker"
 	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/routing"
 	"github.com/duetnet/duet/internal/store"
@@ -283,6 +284,12 @@ func run(ctx context.Context, log *slog.Logger, o options, ef *etcdFlags) error 
 		return err
 	}
 	defer stopServing()
+	// On a Docker host, Docker's FORWARD policy (DROP) would drop what
+	// duet's pods send through the host, CNI's and Docker's alike: accept
+	// duet's interfaces in DOCKER-USER (nothing where there is none).
+	if err := docker.EnsureForwarding(); err != nil {
+		log.Warn("could not accept duet's interfaces in Docker's DOCKER-USER chain; Docker's FORWARD policy may drop pods' traffic", "err", err)
+	}
 	if o.docker != "" {
 		stopDocker, err := serveDocker(ctx, log, o, openStore)
 		if err != nil {
