@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -323,6 +324,34 @@ func TestDockerDriver(t *testing.T) {
 		}
 	})
 
+	t.Run("ULA masqueraded, GUA routed", func(t *testing.T) {
+		e.t = t
+		// The client routes the GUA subnet back to the host; it counts
+		// echoes by source: the container's own GUA address, or the
+		// host's address when the ULA container was masqueraded.
+		e.network("dg", "--ipv6", "--subnet", "2001:db8:d0c:1::/64", "--subnet", "10.251.70.0/24")
+		kerneltest.Run(t, "ip", "-n", e.clientNS, "-6", "route", "add", "2001:db8:d0c:1::/64", "via", host6)
+		e.run("dg1", "dg")
+		g6, _ := e.addrs("dg1")
+		u6, _ := e.addrs("dz1")
+		kerneltest.Run(t, "ip", "netns", "exec", e.clientNS, "nft", fmt.Sprintf("add table inet nat66 { chain in { type filter hook input priority 0; ip6 saddr %s icmpv6 type echo-request counter; ip6 saddr %s icmpv6 type echo-request counter; ip6 saddr %s icmpv6 type echo-request counter; }; }", g6, host6, u6))
+		t.Cleanup(func() { _, _ = exec.Command("ip", "netns", "exec", e.clientNS, "nft", "delete", "table", "inet", "nat66").CombinedOutput() })
+		e.ping("dg1", client6)
+		e.ping("dz1", client6)
+		out := kerneltest.Run(t, "ip", "netns", "exec", e.clientNS, "nft", "list", "table", "inet", "nat66")
+		for _, c := range []struct{ src, want string }{{g6, "packets 1 "}, {host6, "packets 1 "}, {u6, "packets 0 "}} {
+			line := ""
+			for _, l := range strings.Split(out, "\n") {
+				if strings.Contains(l, "saddr "+c.src+" ") {
+					line = l
+				}
+			}
+			if !strings.Contains(line, c.want) {
+				t.Errorf("echoes from %s: %q, want %s(GUA %s routed as itself, ULA %s masqueraded to the host's %s)", c.src, line, c.want, g6, u6, host6)
+			}
+		}
+	})
+
 	t.Run("bad input", func(t *testing.T) {
 		e.t = t
 		snap := e.state()
@@ -379,6 +408,40 @@ func TestDockerDriver(t *testing.T) {
 		e.run("dz3", "dz")
 		e.ping("dz3", v6)
 		e.ping("dz3", v4)
+	})
+
+	t.Run("Docker restart", func(t *testing.T) {
+		e.t = t
+		// Docker stops its containers, restarts those with a restart
+		// policy, and keeps its networks; duet keeps its own state, and
+		// Docker asks for no replay of pools or addresses.
+		e.run("drs1", "dz", "--restart", "unless-stopped")
+		e.run("drs2", "dz", "--restart", "unless-stopped")
+		restartEngine(t)
+		for _, c := range []string{"drs1", "drs2"} {
+			deadline := time.Now().Add(30 * time.Second)
+			for {
+				if out, _ := e.docker("inspect", "-f", "{{.State.Running}}", c); out == "true" {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("%s did not come back after Docker's restart:\n%s", c, e.log())
+				}
+				time.Sleep(200 * time.Millisecond)
+			}
+		}
+		v6, v4 := e.addrs("drs2")
+		e.ping("drs1", v6)
+		e.ping("drs1", v4)
+		e.run("drs3", "dz")
+		e.ping("drs3", v6)
+		// Containers without a restart policy stayed stopped: remove them,
+		// as their owner would, before the state is compared at the end.
+		for _, c := range e.containers {
+			if out, _ := e.docker("inspect", "-f", "{{.State.Running}}", c); out == "false" {
+				_, _ = e.docker("rm", "-f", c)
+			}
+		}
 	})
 
 	t.Run("compose", func(t *testing.T) {
@@ -441,4 +504,59 @@ networks:
 			t.Errorf("left behind:\n%s", after)
 		}
 	})
+}
+
+// restartEngine stops dockerd and starts it again with the same command
+// line and log, in a session of its own so it outlives the test, as a
+// service manager would; it returns once the engine answers.
+func restartEngine(t *testing.T) {
+	t.Helper()
+	raw, err := os.ReadFile(docker.EnginePIDFile)
+	if err != nil {
+		t.Fatalf("no dockerd pid: %v", err)
+	}
+	pid := strings.TrimSpace(string(raw))
+	cmdline, err := os.ReadFile("/proc/" + pid + "/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	args := strings.Split(strings.TrimRight(string(cmdline), "\x00"), "\x00")
+	logPath, _ := os.Readlink("/proc/" + pid + "/fd/2")
+	if st, err := os.Stat(logPath); err != nil || !st.Mode().IsRegular() {
+		logPath = os.DevNull
+	}
+	if out, err := exec.Command("kill", "-TERM", pid).CombinedOutput(); err != nil {
+		t.Fatalf("kill dockerd: %v %s", err, out)
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat("/proc/" + pid); err != nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("dockerd did not stop within 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	logf, err := os.OpenFile(logPath, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting %v again: %v", args, err)
+	}
+	go func() { _ = cmd.Wait() }()
+	for {
+		if exec.Command("docker", "info").Run() == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dockerd %v did not answer within 60s of its restart", args)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 }

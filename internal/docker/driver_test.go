@@ -233,3 +233,33 @@ func TestPortMaps(t *testing.T) {
 		t.Error("two containers on one host port accepted")
 	}
 }
+
+// An IPv6-only network (Docker 27+: --ipv6 --ipv4=false) has no IPv4
+// pool, and its containers get an IPv6 gateway alone.
+func TestIPv6OnlyNetwork(t *testing.T) {
+	d, _, _ := newTestDriver()
+	h := d.Handler()
+	var p6 requestPoolResponse
+	call(t, h, "IpamDriver.RequestPool", requestPoolRequest{Pool: "fd00:6::/64", V6: true}, &p6)
+	nid, eid := strings.Repeat("b", 64), strings.Repeat("f", 64)
+	if code, body := call(t, h, "NetworkDriver.CreateNetwork", createNetworkRequest{NetworkID: nid,
+		Options:  map[string]any{optEnableIPv6: true, optEnableIPv4: false},
+		IPv6Data: []ipamData{{Pool: p6.Pool, Gateway: p6.Data[dataGateway]}}}, nil); code != 200 {
+		t.Fatalf("CreateNetwork: %s", body)
+	}
+	var a6 requestAddressResponse
+	call(t, h, "IpamDriver.RequestAddress", requestAddressRequest{PoolID: p6.PoolID}, &a6)
+	call(t, h, "NetworkDriver.CreateEndpoint", createEndpointRequest{NetworkID: nid, EndpointID: eid, Interface: &endpointInterface{AddressIPv6: a6.Address}}, nil)
+	var j joinResponse
+	if code, body := call(t, h, "NetworkDriver.Join", joinRequest{NetworkID: nid, EndpointID: eid, SandboxKey: "/x"}, &j); code != 200 {
+		t.Fatalf("Join: %s", body)
+	}
+	if j.Gateway != "" || j.GatewayIPv6 != "fe80::1" || len(j.StaticRoutes) != 1 || j.StaticRoutes[0].Destination != "fe80::1/128" {
+		t.Errorf("IPv6-only Join: %+v", j)
+	}
+	// IPv4 asked off with no IPv6 either is refused, saying what to do.
+	_, body := call(t, h, "NetworkDriver.CreateNetwork", createNetworkRequest{NetworkID: "c", Options: map[string]any{optEnableIPv4: false}}, nil)
+	if !strings.Contains(body, "--ipv6") {
+		t.Errorf("a network with no family: %s", body)
+	}
+}
