@@ -192,7 +192,7 @@ func (d *Driver) createNetwork(req createNetworkRequest) error {
 		}
 	}
 	if r.Mode == config.ModeBridge && r.Bridge == "" {
-		r.Bridge = "duet-" + short(req.NetworkID)[:10]
+		r.Bridge = "duet-" + short(req.NetworkID)[:min(10, len(short(req.NetworkID)))]
 	}
 	if r.Mode == config.ModeRouted && r.Bridge != "" {
 		return fmt.Errorf("-o %s is only used with -o %s=bridge", OptBridge, OptMode)

@@ -12,6 +12,8 @@ import (
 type Desired struct {
 	Mode  Mode
 	NetNS string
+	// RuntimeMoves: the pod end is only made here (Spec.RuntimeMoves).
+	RuntimeMoves bool
 	// Pod is the veth end inside the pod's namespace.
 	Pod Iface
 	// Host is the veth end in the host namespace.
@@ -65,8 +67,9 @@ func Plan(spec Spec) (Desired, error) {
 	}
 	v4, v6 := splitFamilies(spec.Addresses)
 	d := Desired{
-		Mode:  spec.Mode,
-		NetNS: spec.NetNS,
+		Mode:         spec.Mode,
+		NetNS:        spec.NetNS,
+		RuntimeMoves: spec.RuntimeMoves,
 		Pod: Iface{
 			Name:      spec.IfName,
 			MAC:       spec.MAC,

@@ -54,8 +54,10 @@ func reconcile(host, pod *kernel.NS, d Desired) error {
 	if err := host.SetLinkUp(d.Host.Name); err != nil {
 		return err
 	}
-	if err := pod.SetLinkUp(d.Pod.Name); err != nil {
-		return err
+	if !d.RuntimeMoves { // the runtime brings it up where it moves it
+		if err := pod.SetLinkUp(d.Pod.Name); err != nil {
+			return err
+		}
 	}
 	if err := ensureAddrs(host, d.Host.Name, addrsOf(d.Host, hl), true); err != nil {
 		return err
@@ -127,51 +129,4 @@ func ensureRoutes(n *kernel.NS, link string, want []kernel.Route) error {
 		}
 	}
 	return nil
-}
-
-// reconcileHost brings the host end of a pair whose pod end the runtime
-// moves (Spec.RuntimeMoves) to d, and gives the pod end its MAC and MTU
-// while it is still here, down.
-func reconcileHost(host, pod *kernel.NS, d Desired) error {
-	if _, err := host.SetSysctls(d.Host.Sysctls); err != nil {
-		return err
-	}
-	hl, err := host.Link(d.Host.Name)
-	if err != nil {
-		return err
-	}
-	pl, err := pod.Link(d.Pod.Name)
-	if err != nil {
-		return err
-	}
-	if hl.MTU != d.Host.MTU {
-		if err := host.SetLinkMTU(d.Host.Name, d.Host.MTU); err != nil {
-			return err
-		}
-	}
-	if pl.MTU != d.Pod.MTU {
-		if err := pod.SetLinkMTU(d.Pod.Name, d.Pod.MTU); err != nil {
-			return err
-		}
-	}
-	if d.Pod.MAC != nil && !bytes.Equal(pl.MAC, d.Pod.MAC) {
-		if err := pod.SetLinkMAC(d.Pod.Name, d.Pod.MAC); err != nil {
-			return err
-		}
-	}
-	if d.Host.Master != "" {
-		if err := host.SetMaster(d.Host.Name, d.Host.Master); err != nil {
-			return err
-		}
-		if err := host.SetHairpin(d.Host.Name, true); err != nil {
-			return err
-		}
-	}
-	if err := host.SetLinkUp(d.Host.Name); err != nil {
-		return err
-	}
-	if err := ensureAddrs(host, d.Host.Name, d.Host.Addrs, true); err != nil {
-		return err
-	}
-	return ensureRoutes(host, d.Host.Name, d.Host.Routes)
 }

@@ -22,19 +22,20 @@ func Setup(spec Spec) (res Result, err error) {
 	if err != nil {
 		return Result{}, err
 	}
-	if spec.RuntimeMoves {
-		return prepare(d)
-	}
-	pod, err := openPod(d.NetNS)
-	if err != nil {
-		return Result{}, err
-	}
-	defer pod.Close()
 	host, err := kernel.HostNS()
 	if err != nil {
 		return Result{}, fmt.Errorf("podnet: %w", err)
 	}
 	defer host.Close()
+	// The pod end's namespace: the pod's, or for a runtime that moves it
+	// itself (RuntimeMoves), the runtime's, or this one.
+	pod := host
+	if d.NetNS != "" {
+		if pod, err = openPod(d.NetNS); err != nil {
+			return Result{}, err
+		}
+		defer pod.Close()
+	}
 
 	if d.Bridge != nil {
 		if err := ensureBridge(host, *d.Bridge); err != nil {
@@ -171,48 +172,4 @@ func result(host, pod *kernel.NS, d Desired) (Result, error) {
 		res.BridgeName, res.BridgeMAC = bl.Name, bl.MAC
 	}
 	return res, nil
-}
-
-// prepare makes the pair in the host namespace for a runtime that moves
-// the pod's end itself (Spec.RuntimeMoves). A retried call finds the same
-// pair and reconciles the host end.
-func prepare(d Desired) (res Result, err error) {
-	host, err := kernel.HostNS()
-	if err != nil {
-		return Result{}, fmt.Errorf("podnet: %w", err)
-	}
-	defer host.Close()
-	if d.Bridge != nil {
-		if err := ensureBridge(host, *d.Bridge); err != nil {
-			return Result{}, fmt.Errorf("podnet: bridge %s: %w", d.Bridge.Name, err)
-		}
-	}
-	pod := host
-	if d.NetNS != "" {
-		if pod, err = openPod(d.NetNS); err != nil {
-			return Result{}, err
-		}
-		defer pod.Close()
-	}
-	created, err := ensureVeth(host, pod, d)
-	if err != nil {
-		return Result{}, err
-	}
-	if created {
-		defer func() {
-			if err == nil {
-				return
-			}
-			if rerr := host.DeleteLink(d.Host.Name); rerr != nil {
-				err = errors.Join(err, fmt.Errorf("podnet: rollback: %w", rerr))
-			}
-		}()
-	}
-	if err := reconcileHost(host, pod, d); err != nil {
-		return Result{}, fmt.Errorf("podnet: setup %s: %w", d.Host.Name, err)
-	}
-	if err := testHookReconciled(); err != nil {
-		return Result{}, err
-	}
-	return result(host, pod, d)
 }
