@@ -56,8 +56,8 @@ func newDockerEnv(t *testing.T) *dockerEnv {
 	requireDocker(t)
 	e := &dockerEnv{t: t, dir: t.TempDir()}
 	e.bin = filepath.Join(e.dir, "duetd")
-	if out, err := exec.Command("go", "build", "-o", e.bin, "../../cmd/duetd").CombinedOutput(); err != nil {
-		t.Fatalf("build duetd: %v\n%s", err, out)
+	if out, err := exec.Command("go", "build", "-o", e.dir+"/", "../../cmd/duetd", "../../cmd/duetctl").CombinedOutput(); err != nil {
+		t.Fatalf("build duetd and duetctl: %v\n%s", err, out)
 	}
 	if err := docker.EnsureImage(docker.BusyboxImage); err != nil {
 		t.Fatal(err)
@@ -404,6 +404,11 @@ func TestDockerDriver(t *testing.T) {
 		e.stopDuetd(true)
 		v6, v4 := e.addrs("dz2")
 		e.ping("dz1", v6) // the dataplane outlives duetd
+		// With the plugin gone, the doctor names the networks that need it.
+		out, _ := exec.Command(filepath.Join(e.dir, "duetctl"), "doctor", "--host").CombinedOutput()
+		if !strings.Contains(string(out), "DOCKERH003") || !strings.Contains(string(out), "docker network dz") {
+			t.Errorf("doctor --host with duetd down does not name network dz's missing plugin:\n%s", out)
+		}
 		e.startDuetd()
 		e.run("dz3", "dz")
 		e.ping("dz3", v6)

@@ -3,10 +3,12 @@ package doctor
 import (
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 )
 
 // engineHere says whether dockerd runs in this network namespace.
@@ -26,8 +28,8 @@ func engineHere() bool {
 type EngineFacts struct {
 	Version  string          `json:"version"`
 	Networks []EngineNetwork `json:"networks"`
-	// Plugins are the socket plugins present in /run/docker/plugins, by
-	// name.
+	// Plugins are the socket plugins in /run/docker/plugins that answer,
+	// by name (a socket left by a plugin that was killed does not).
 	Plugins []string `json:"plugins"`
 }
 
@@ -86,7 +88,10 @@ func (g Gatherer) gatherEngine(h *HostFacts) {
 	}
 	socks, _ := filepath.Glob("/run/docker/plugins/*.sock")
 	for _, s := range socks {
-		e.Plugins = append(e.Plugins, strings.TrimSuffix(filepath.Base(s), ".sock"))
+		if c, err := net.DialTimeout("unix", s, time.Second); err == nil {
+			c.Close()
+			e.Plugins = append(e.Plugins, strings.TrimSuffix(filepath.Base(s), ".sock"))
+		}
 	}
 	h.Engine = e
 }
@@ -121,7 +126,7 @@ func checkEngine(r *reporter, h *HostFacts) {
 		}
 		for _, d := range []string{n.Driver, n.IPAMDriver} {
 			if !builtinDrivers[d] && !contains(e.Plugins, strings.SplitN(d, ":", 2)[0]) {
-				r.add("DOCKERH003", 0, obj, fmt.Sprintf("network %s uses driver %q, and no plugin socket /run/docker/plugins/%s.sock is there", n.Name, d, d),
+				r.add("DOCKERH003", 0, obj, fmt.Sprintf("network %s uses driver %q, and no plugin answers on /run/docker/plugins/%s.sock", n.Name, d, d),
 					"Docker cannot start or stop a container on it: each join and leave asks the plugin", fmt.Sprintf("start the plugin (duet's: duetd --docker --docker-name %s), or remove the network", d))
 				break
 			}
