@@ -111,6 +111,7 @@ func main() {
 		node     = flag.String("node-name", host, "this node's name (unique in the cluster); with --kubernetes the default is env NODE_NAME, then the host name")
 		dbPath   = flag.String("datastore-path", config.DefaultBoltPath, "bolt datastore file (one host)")
 		routingM = flag.String("routing", routing.Direct, "how to reach other nodes: direct (on-link peers), vxlan (both families over one tunnel) or bgp (advertise blocks to --bgp-peer routers, install what they advertise)")
+		release  = flag.Duration("block-release-after", 15*time.Minute, "give one of this node's address blocks back to its pool once it has been empty this long (0: never); a node that churns pods keeps its blocks")
 		interval = flag.Duration("interval", time.Second, "how often to reconcile (with etcd, also at once whenever the store changes)")
 		sock     = flag.String("socket", "/run/duet/duetd.sock", "unix socket for duetctl")
 		httpAddr = flag.String("http", "127.0.0.1:9641", "address for /healthz and /metrics (empty: off)")
@@ -182,7 +183,7 @@ instead, and duetd writes the CNI configuration once the node is ready.
 		meshASN = uint32(*asn)
 	}
 	o := options{node: *node, dbPath: *dbPath, routing: *routingM, interval: *interval, sock: *sock, httpAddr: *httpAddr,
-		addrs: addrs, bgp: bgpCfg, meshASN: meshASN}
+		addrs: addrs, bgp: bgpCfg, meshASN: meshASN, blockRelease: *release}
 	if *dockerOn {
 		if kf.enabled {
 			log.Error("bad flags", "err", errors.New("--docker and --kubernetes do not mix: Kubernetes runs containers through CNI; run duetd --docker on Docker hosts"))
@@ -216,6 +217,7 @@ instead, and duetd writes the CNI configuration once the node is ready.
 type options struct {
 	node, dbPath, routing string
 	interval              time.Duration
+	blockRelease          time.Duration
 	sock, httpAddr        string
 	addrs                 []netip.Addr
 	bgp                   *bgp.Config
@@ -269,7 +271,7 @@ func run(ctx context.Context, log *slog.Logger, o options, ef *etcdFlags) error 
 			func(e etcdwatch.Event) bool { return agent.Relevant(e.Key, e.Prev, e.Value) }, log)
 	}
 	m := newMetrics()
-	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: instanceID(), UplinkMTU: mtu, MeshASN: o.meshASN},
+	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: instanceID(), UplinkMTU: mtu, MeshASN: o.meshASN, BlockReleaseAfter: o.blockRelease},
 		openStore, hostKernel, m, log)
 	if changed != nil {
 		a.WithTrigger(changed)

@@ -115,6 +115,7 @@ type metrics struct {
 	duration prometheus.Histogram
 	changed  prometheus.Counter
 	routes   prometheus.Gauge
+	released prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -124,10 +125,14 @@ func newMetrics() *metrics {
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "duet_agent_sync_seconds", Help: "Time of one reconcile pass.", Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 		changed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "duet_agent_route_changes_total", Help: "Routes added, replaced or deleted."}),
 		routes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "duet_agent_routes", Help: "Node routes this node holds (both families)."}),
+		released: prometheus.NewCounter(prometheus.CounterOpts{Name: "duet_agent_blocks_released_total", Help: "This node's blocks given back to their pools after --block-release-after empty."}),
 	}
-	m.reg.MustRegister(m.syncs, m.duration, m.changed, m.routes, prometheus.NewGoCollector())
+	m.reg.MustRegister(m.syncs, m.duration, m.changed, m.routes, m.released, prometheus.NewGoCollector())
 	return m
 }
+
+// BlocksReleased counts blocks the agent gave back (agent.BlockMetrics).
+func (m *metrics) BlocksReleased(n int) { m.released.Add(float64(n)) }
 
 func (m *metrics) Synced(d time.Duration, changed, routes int, err error) {
 	res := "ok"

@@ -34,6 +34,16 @@ type Config struct {
 	// MeshASN, when set with bgp routing, peers every other node in that
 	// AS (a node-to-node iBGP mesh), following nodes as they register.
 	MeshASN uint32
+	// BlockReleaseAfter is how long one of this node's blocks must be
+	// seen empty, sync after sync, before the node gives it back to its
+	// pool (0: never). A node that churns pods keeps its blocks; one that
+	// drained returns the space for other nodes.
+	BlockReleaseAfter time.Duration
+}
+
+// BlockMetrics is implemented by Metrics that count released blocks.
+type BlockMetrics interface {
+	BlocksReleased(n int)
 }
 
 // BGP is the routing mode where a speaker advertises the node's blocks to
@@ -105,7 +115,7 @@ const bgpSettle = 60 * time.Second
 // store for one sync (bolt is opened and closed each time so the plugins
 // are never locked out for long); kernel returns the namespace to program.
 func New(cfg Config, open func() (store.Store, error), kernel func() (Kernel, func(), error), m Metrics, log *slog.Logger) *Agent {
-	return NewWithSource(cfg, storeSource{cfg: cfg, open: open}, kernel, m, log)
+	return NewWithSource(cfg, &storeSource{cfg: cfg, open: open, now: time.Now, empty: map[netip.Prefix]time.Time{}}, kernel, m, log)
 }
 
 // NewWithSource is New with the desired state from src instead of the
@@ -246,6 +256,12 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 		return err
 	}
 	self, nodes, blocks := d.Self, d.Nodes, d.Blocks
+	if len(d.Released) > 0 {
+		a.log.Info("released empty blocks", "blocks", d.Released, "emptyFor", a.cfg.BlockReleaseAfter)
+		if bm, ok := a.metrics.(BlockMetrics); ok {
+			bm.BlocksReleased(len(d.Released))
+		}
+	}
 	k, done, err := a.kernel()
 	if err != nil {
 		return err

@@ -24,6 +24,9 @@ type Desired struct {
 	// NoNAT are pod prefixes that traffic from pods is never masqueraded
 	// towards. Nil leaves that to the plugin, which adds its own pools.
 	NoNAT []netip.Prefix
+	// Released are this node's blocks the read gave back to their pools,
+	// empty for Config.BlockReleaseAfter (already left out of Blocks).
+	Released []netip.Prefix
 }
 
 // Source gives one sync its desired state. The store and the Kubernetes
@@ -33,21 +36,28 @@ type Source interface {
 }
 
 // storeSource is the cluster store: register this node, then read every
-// node, block and allocation in the same transaction.
+// node, block and allocation in the same transaction, giving back this
+// node's blocks that stayed empty long enough.
 type storeSource struct {
 	cfg  Config
 	open func() (store.Store, error)
+	now  func() time.Time
+	// empty is when each of this node's blocks was first seen empty in
+	// the current run of emptiness; only Desired, one at a time, uses it.
+	empty map[netip.Prefix]time.Time
 }
 
-func (s storeSource) Desired(ctx context.Context) (Desired, error) {
+func (s *storeSource) Desired(ctx context.Context) (Desired, error) {
 	d := Desired{Self: cluster.Node{Name: s.cfg.Node, Addrs: s.cfg.Addrs, Routing: s.cfg.Routing, Instance: s.cfg.Instance}}
 	var allocs []ipam.Allocation
 	st, err := s.open()
 	if err != nil {
 		return Desired{}, err
 	}
+	now := s.now()
 	err = st.Update(ctx, func(tx store.Tx) error {
-		if err := cluster.Register(tx, d.Self, time.Now()); err != nil {
+		d.Released = nil // the store may run this again
+		if err := cluster.Register(tx, d.Self, now); err != nil {
 			return err
 		}
 		var err error
@@ -57,6 +67,9 @@ func (s storeSource) Desired(ctx context.Context) (Desired, error) {
 		if d.Blocks, err = ipam.Blocks(tx); err != nil {
 			return err
 		}
+		if d.Blocks, d.Released, err = s.releaseEmpty(tx, d.Blocks, now); err != nil {
+			return err
+		}
 		allocs, err = ipam.List(tx, "")
 		return err
 	})
@@ -64,8 +77,49 @@ func (s storeSource) Desired(ctx context.Context) (Desired, error) {
 	if err != nil {
 		return Desired{}, fmt.Errorf("reading the store: %w", err)
 	}
+	s.track(d.Blocks, now)
 	d.Local = localAddrs(allocs, d.Self.Name)
 	return d, nil
+}
+
+// releaseEmpty gives back, in tx, this node's blocks seen empty since at
+// least BlockReleaseAfter ago, and returns the blocks left.
+func (s *storeSource) releaseEmpty(tx store.Tx, blocks []ipam.Block, now time.Time) (kept []ipam.Block, released []netip.Prefix, err error) {
+	if s.cfg.BlockReleaseAfter <= 0 {
+		return blocks, nil, nil
+	}
+	for _, b := range blocks {
+		since, seen := s.empty[b.CIDR]
+		if b.Node == s.cfg.Node && len(b.Allocs) == 0 && seen && now.Sub(since) >= s.cfg.BlockReleaseAfter {
+			ok, err := ipam.ReleaseBlockIfEmpty(tx, b.Node, b.CIDR)
+			if err != nil {
+				return nil, nil, err
+			}
+			if ok {
+				released = append(released, b.CIDR)
+				continue
+			}
+		}
+		kept = append(kept, b)
+	}
+	return kept, released, nil
+}
+
+// track starts the clock of each of this node's blocks that is empty now
+// and stops it for the rest, after a read committed.
+func (s *storeSource) track(blocks []ipam.Block, now time.Time) {
+	still := map[netip.Prefix]time.Time{}
+	for _, b := range blocks {
+		if b.Node != s.cfg.Node || len(b.Allocs) > 0 {
+			continue
+		}
+		if since, ok := s.empty[b.CIDR]; ok {
+			still[b.CIDR] = since
+		} else {
+			still[b.CIDR] = now
+		}
+	}
+	s.empty = still
 }
 
 func localAddrs(allocs []ipam.Allocation, node string) []netip.Addr {

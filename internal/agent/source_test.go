@@ -10,6 +10,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/duetnet/duet/internal/cluster"
 	"github.com/duetnet/duet/internal/ipam"
@@ -179,3 +180,79 @@ func TestViewSource(t *testing.T) {
 type nopCloser struct{ store.Store }
 
 func (nopCloser) Close() error { return nil }
+
+// A block empty for BlockReleaseAfter, sync after sync, goes back to its
+// pool; one that fills again restarts the clock; another node's empty
+// block is never this node's to release. IPv6 first.
+func TestEmptyBlocksComeBack(t *testing.T) {
+	for _, cidr := range []string{"fd00:b10c::/120", "10.99.0.0/24"} {
+		st := memstore.New()
+		pool, err := ipam.PoolSpec{CIDR: cidr}.Resolve("pools")
+		if err != nil {
+			t.Fatal(err)
+		}
+		alloc := func(node, id string) ipam.Allocation {
+			var a ipam.Allocation
+			err := st.Update(context.Background(), func(tx store.Tx) (err error) {
+				a, err = ipam.Allocate(tx, ipam.Request{Handle: ipam.Handle{Network: "n", ContainerID: id, IfName: "eth0"}, Node: node, Families: []ipam.Family{pool.Family()}, Pools: []ipam.Pool{pool}})
+				return err
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return a
+		}
+		release := func(a ipam.Allocation) {
+			if err := st.Update(context.Background(), func(tx store.Tx) error { _, _, err := ipam.Release(tx, a.Handle); return err }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		release(alloc("n1", "a"))
+		release(alloc("n2", "b")) // n2's block, empty too
+		now := time.Unix(1_000_000, 0)
+		src := &storeSource{cfg: Config{Node: "n1", Addrs: []netip.Addr{netip.MustParseAddr("fd00::1")}, Routing: routing.Direct, BlockReleaseAfter: 10 * time.Minute},
+			open: func() (store.Store, error) { return st, nil }, now: func() time.Time { return now }, empty: map[netip.Prefix]time.Time{}}
+		blocksOf := func(d Desired) (out []string) {
+			for _, b := range d.Blocks {
+				out = append(out, b.Node+" "+b.CIDR.String())
+			}
+			return out
+		}
+		sync := func(step time.Duration) Desired {
+			now = now.Add(step)
+			d, err := src.Desired(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return d
+		}
+		if d := sync(0); len(d.Released) > 0 || len(d.Blocks) != 2 {
+			t.Fatalf("%s first sync: released %v, blocks %v", cidr, d.Released, blocksOf(d))
+		}
+		if d := sync(9 * time.Minute); len(d.Released) > 0 {
+			t.Fatalf("%s released after 9 minutes: %v", cidr, d.Released)
+		}
+		// Filled and emptied again: the clock starts over.
+		a := alloc("n1", "c")
+		sync(time.Minute)
+		release(a)
+		if d := sync(time.Minute); len(d.Released) > 0 {
+			t.Fatalf("%s released a block that was in use a minute ago: %v", cidr, d.Released)
+		}
+		d := sync(10 * time.Minute)
+		if len(d.Released) != 1 || len(d.Blocks) != 1 || d.Blocks[0].Node != "n2" {
+			t.Fatalf("%s after 10 empty minutes: released %v, blocks %v; want n1's released, n2's kept", cidr, d.Released, blocksOf(d))
+		}
+		_ = st.View(context.Background(), func(tx store.Tx) error {
+			kvs, _ := tx.List(ipam.ClaimsPrefix)
+			if len(kvs) != 1 {
+				t.Errorf("%s: %d claims left, want n2's only", cidr, len(kvs))
+			}
+			return nil
+		})
+		// The next pod on n1 claims a block again.
+		if a := alloc("n1", "d"); len(a.IPs) != 1 {
+			t.Errorf("%s: no address after the release: %+v", cidr, a)
+		}
+	}
+}

@@ -128,3 +128,26 @@ func ReleaseEmptyBlocks(tx store.Tx, node string, pool netip.Prefix) (int, error
 	}
 	return n, nil
 }
+
+// ReleaseBlockIfEmpty drops node's block cidr, with its claim, when it
+// holds no address, and says whether it did. Read in the same
+// transaction as the caller's decision, so an allocation that lands in
+// the block meanwhile makes the transaction retry (etcd) or wait (bolt),
+// never lose its address.
+func ReleaseBlockIfEmpty(tx store.Tx, node string, cidr netip.Prefix) (bool, error) {
+	raw, ok, err := tx.Get(blockKey(node, cidr))
+	if err != nil || !ok {
+		return false, err
+	}
+	var b Block
+	if err := json.Unmarshal(raw, &b); err != nil {
+		return false, fmt.Errorf("store key %s is corrupt: %w", blockKey(node, cidr), err)
+	}
+	if len(b.Allocs) > 0 {
+		return false, nil
+	}
+	if err := tx.Delete(blockKey(node, cidr)); err != nil {
+		return false, err
+	}
+	return true, tx.Delete(claimsPrefix + cidr.String())
+}
