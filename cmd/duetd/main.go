@@ -112,6 +112,7 @@ func main() {
 		dbPath   = flag.String("datastore-path", config.DefaultBoltPath, "bolt datastore file (one host)")
 		routingM = flag.String("routing", routing.Direct, "how to reach other nodes: direct (on-link peers), vxlan (both families over one tunnel) or bgp (advertise blocks to --bgp-peer routers, install what they advertise)")
 		release  = flag.Duration("block-release-after", 15*time.Minute, "give one of this node's address blocks back to its pool once it has been empty this long (0: never); a node that churns pods keeps its blocks")
+		goneAftr = flag.Duration("node-gone-after", time.Hour, "remove another node, with its blocks and addresses, once its heartbeat has been silent this long at two observations (0: never; duetctl node remove does it by hand)")
 		interval = flag.Duration("interval", time.Second, "how often to reconcile (with etcd, also at once whenever the store changes)")
 		sock     = flag.String("socket", "/run/duet/duetd.sock", "unix socket for duetctl")
 		httpAddr = flag.String("http", "127.0.0.1:9641", "address for /healthz and /metrics (empty: off)")
@@ -183,7 +184,7 @@ instead, and duetd writes the CNI configuration once the node is ready.
 		meshASN = uint32(*asn)
 	}
 	o := options{node: *node, dbPath: *dbPath, routing: *routingM, interval: *interval, sock: *sock, httpAddr: *httpAddr,
-		addrs: addrs, bgp: bgpCfg, meshASN: meshASN, blockRelease: *release}
+		addrs: addrs, bgp: bgpCfg, meshASN: meshASN, blockRelease: *release, nodeGone: *goneAftr}
 	if *dockerOn {
 		if kf.enabled {
 			log.Error("bad flags", "err", errors.New("--docker and --kubernetes do not mix: Kubernetes runs containers through CNI; run duetd --docker on Docker hosts"))
@@ -218,6 +219,7 @@ type options struct {
 	node, dbPath, routing string
 	interval              time.Duration
 	blockRelease          time.Duration
+	nodeGone              time.Duration
 	sock, httpAddr        string
 	addrs                 []netip.Addr
 	bgp                   *bgp.Config
@@ -271,7 +273,7 @@ func run(ctx context.Context, log *slog.Logger, o options, ef *etcdFlags) error 
 			func(e etcdwatch.Event) bool { return agent.Relevant(e.Key, e.Prev, e.Value) }, log)
 	}
 	m := newMetrics()
-	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: instanceID(), UplinkMTU: mtu, MeshASN: o.meshASN, BlockReleaseAfter: o.blockRelease},
+	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: instanceID(), UplinkMTU: mtu, MeshASN: o.meshASN, BlockReleaseAfter: o.blockRelease, NodeGoneAfter: o.nodeGone},
 		openStore, hostKernel, m, log)
 	if changed != nil {
 		a.WithTrigger(changed)

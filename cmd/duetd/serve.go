@@ -116,6 +116,7 @@ type metrics struct {
 	changed  prometheus.Counter
 	routes   prometheus.Gauge
 	released prometheus.Counter
+	removed  prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -126,13 +127,16 @@ func newMetrics() *metrics {
 		changed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "duet_agent_route_changes_total", Help: "Routes added, replaced or deleted."}),
 		routes:   prometheus.NewGauge(prometheus.GaugeOpts{Name: "duet_agent_routes", Help: "Node routes this node holds (both families)."}),
 		released: prometheus.NewCounter(prometheus.CounterOpts{Name: "duet_agent_blocks_released_total", Help: "This node's blocks given back to their pools after --block-release-after empty."}),
+		removed:  prometheus.NewCounter(prometheus.CounterOpts{Name: "duet_agent_nodes_removed_total", Help: "Other nodes removed, with their blocks and addresses, after --node-gone-after without a heartbeat."}),
 	}
-	m.reg.MustRegister(m.syncs, m.duration, m.changed, m.routes, m.released, prometheus.NewGoCollector())
+	m.reg.MustRegister(m.syncs, m.duration, m.changed, m.routes, m.released, m.removed, prometheus.NewGoCollector())
 	return m
 }
 
-// BlocksReleased counts blocks the agent gave back (agent.BlockMetrics).
+// BlocksReleased and NodesRemoved count what the agent gave back
+// (agent.GCMetrics).
 func (m *metrics) BlocksReleased(n int) { m.released.Add(float64(n)) }
+func (m *metrics) NodesRemoved(n int)   { m.removed.Add(float64(n)) }
 
 func (m *metrics) Synced(d time.Duration, changed, routes int, err error) {
 	res := "ok"

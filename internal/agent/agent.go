@@ -39,11 +39,19 @@ type Config struct {
 	// pool (0: never). A node that churns pods keeps its blocks; one that
 	// drained returns the space for other nodes.
 	BlockReleaseAfter time.Duration
+	// NodeGoneAfter is how long another node's heartbeat must be silent
+	// before this node removes it with its blocks and addresses (0:
+	// never). It takes two observations of the same old heartbeat, at
+	// least cluster.HeartbeatEvery apart, and every removal transaction
+	// checks the heartbeat again, so a node that comes back keeps all.
+	NodeGoneAfter time.Duration
 }
 
-// BlockMetrics is implemented by Metrics that count released blocks.
-type BlockMetrics interface {
+// GCMetrics is implemented by Metrics that count what the agent gave
+// back: empty blocks, and nodes gone for good.
+type GCMetrics interface {
 	BlocksReleased(n int)
+	NodesRemoved(n int)
 }
 
 // BGP is the routing mode where a speaker advertises the node's blocks to
@@ -115,7 +123,7 @@ const bgpSettle = 60 * time.Second
 // store for one sync (bolt is opened and closed each time so the plugins
 // are never locked out for long); kernel returns the namespace to program.
 func New(cfg Config, open func() (store.Store, error), kernel func() (Kernel, func(), error), m Metrics, log *slog.Logger) *Agent {
-	return NewWithSource(cfg, &storeSource{cfg: cfg, open: open, now: time.Now, empty: map[netip.Prefix]time.Time{}}, kernel, m, log)
+	return NewWithSource(cfg, &storeSource{cfg: cfg, open: open, now: time.Now, empty: map[netip.Prefix]time.Time{}, silent: map[string]observation{}}, kernel, m, log)
 }
 
 // NewWithSource is New with the desired state from src instead of the
@@ -256,11 +264,18 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 		return err
 	}
 	self, nodes, blocks := d.Self, d.Nodes, d.Blocks
+	gm, _ := a.metrics.(GCMetrics)
 	if len(d.Released) > 0 {
 		a.log.Info("released empty blocks", "blocks", d.Released, "emptyFor", a.cfg.BlockReleaseAfter)
-		if bm, ok := a.metrics.(BlockMetrics); ok {
-			bm.BlocksReleased(len(d.Released))
+		if gm != nil {
+			gm.BlocksReleased(len(d.Released))
 		}
+	}
+	for _, n := range d.RemovedNodes {
+		a.log.Info("removed a node gone for good, with its blocks and addresses", "node", n, "silentFor", a.cfg.NodeGoneAfter)
+	}
+	if gm != nil && len(d.RemovedNodes) > 0 {
+		gm.NodesRemoved(len(d.RemovedNodes))
 	}
 	k, done, err := a.kernel()
 	if err != nil {

@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/duetnet/duet/internal/cluster"
@@ -27,6 +29,9 @@ type Desired struct {
 	// Released are this node's blocks the read gave back to their pools,
 	// empty for Config.BlockReleaseAfter (already left out of Blocks).
 	Released []netip.Prefix
+	// RemovedNodes are nodes this read removed, silent for
+	// Config.NodeGoneAfter (already left out of Nodes and Blocks).
+	RemovedNodes []string
 }
 
 // Source gives one sync its desired state. The store and the Kubernetes
@@ -45,6 +50,14 @@ type storeSource struct {
 	// empty is when each of this node's blocks was first seen empty in
 	// the current run of emptiness; only Desired, one at a time, uses it.
 	empty map[netip.Prefix]time.Time
+	// silent is the first observation of each other node whose
+	// heartbeat was older than NodeGoneAfter.
+	silent map[string]observation
+}
+
+// observation is a node's heartbeat as seen at a sync.
+type observation struct {
+	heartbeat, at time.Time
 }
 
 func (s *storeSource) Desired(ctx context.Context) (Desired, error) {
@@ -54,6 +67,7 @@ func (s *storeSource) Desired(ctx context.Context) (Desired, error) {
 	if err != nil {
 		return Desired{}, err
 	}
+	defer st.Close()
 	now := s.now()
 	err = st.Update(ctx, func(tx store.Tx) error {
 		d.Released = nil // the store may run this again
@@ -73,14 +87,99 @@ func (s *storeSource) Desired(ctx context.Context) (Desired, error) {
 		allocs, err = ipam.List(tx, "")
 		return err
 	})
-	st.Close()
 	if err != nil {
 		return Desired{}, fmt.Errorf("reading the store: %w", err)
 	}
 	s.track(d.Blocks, now)
 	d.Local = localAddrs(allocs, d.Self.Name)
+	if err := s.removeGone(ctx, st, &d, now); err != nil {
+		return Desired{}, err
+	}
 	return d, nil
 }
+
+// removeGone removes the other nodes silent for NodeGoneAfter at two
+// observations: their allocations and blocks (ipam.ReleaseNode, in
+// bounded transactions), then their records. Each transaction first
+// checks that the heartbeat is still the one observed, so a node that
+// writes one meanwhile is left as it is.
+func (s *storeSource) removeGone(ctx context.Context, st store.Store, d *Desired, now time.Time) error {
+	if s.cfg.NodeGoneAfter <= 0 {
+		return nil
+	}
+	seen := map[string]observation{}
+	var gone []cluster.Node
+	for _, n := range d.Nodes {
+		if n.Name == s.cfg.Node || now.Sub(n.Heartbeat) < s.cfg.NodeGoneAfter {
+			continue
+		}
+		first, ok := s.silent[n.Name]
+		if !ok || !first.heartbeat.Equal(n.Heartbeat) {
+			seen[n.Name] = observation{heartbeat: n.Heartbeat, at: now}
+			continue
+		}
+		seen[n.Name] = first
+		if now.Sub(first.at) >= cluster.HeartbeatEvery {
+			gone = append(gone, n)
+		}
+	}
+	s.silent = seen
+	for _, n := range gone {
+		stillGone := func(tx store.Tx) error {
+			cur, ok, err := cluster.Get(tx, n.Name)
+			if err != nil {
+				return err
+			}
+			if ok && !cur.Heartbeat.Equal(n.Heartbeat) {
+				return errCameBack
+			}
+			return nil
+		}
+		err := func() error {
+			for {
+				var freed int
+				if err := st.Update(ctx, func(tx store.Tx) (err error) {
+					if err := stillGone(tx); err != nil {
+						return err
+					}
+					freed, err = ipam.ReleaseNode(tx, n.Name, 100)
+					return err
+				}); err != nil {
+					return err
+				}
+				if freed == 0 {
+					break
+				}
+			}
+			return st.Update(ctx, func(tx store.Tx) error {
+				if err := stillGone(tx); err != nil {
+					return err
+				}
+				return cluster.Remove(tx, n.Name, now, false)
+			})
+		}()
+		if errors.Is(err, errCameBack) {
+			delete(s.silent, n.Name)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("removing node %s, silent since %s: %w", n.Name, n.Heartbeat.Format(time.RFC3339), err)
+		}
+		delete(s.silent, n.Name)
+		d.RemovedNodes = append(d.RemovedNodes, n.Name)
+	}
+	if len(d.RemovedNodes) > 0 {
+		removed := map[string]bool{}
+		for _, n := range d.RemovedNodes {
+			removed[n] = true
+		}
+		d.Nodes = slices.DeleteFunc(d.Nodes, func(n cluster.Node) bool { return removed[n.Name] })
+		d.Blocks = slices.DeleteFunc(d.Blocks, func(b ipam.Block) bool { return removed[b.Node] })
+	}
+	return nil
+}
+
+var errCameBack = errors.New("the node wrote a heartbeat again")
 
 // releaseEmpty gives back, in tx, this node's blocks seen empty since at
 // least BlockReleaseAfter ago, and returns the blocks left.

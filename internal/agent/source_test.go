@@ -256,3 +256,80 @@ func TestEmptyBlocksComeBack(t *testing.T) {
 		}
 	}
 }
+
+// A node silent for NodeGoneAfter is removed with its blocks and
+// addresses at the second observation of the same old heartbeat; one
+// that heartbeats in between is kept. IPv6 first.
+func TestGoneNodesAreRemoved(t *testing.T) {
+	st := memstore.New()
+	pool6, _ := ipam.PoolSpec{CIDR: "fd00:90e::/120"}.Resolve("pools")
+	pool4, _ := ipam.PoolSpec{CIDR: "10.98.0.0/24"}.Resolve("pools")
+	start := time.Unix(2_000_000, 0)
+	register := func(name string, at time.Time) {
+		if err := st.Update(context.Background(), func(tx store.Tx) error {
+			return cluster.Register(tx, cluster.Node{Name: name, Addrs: []netip.Addr{netip.MustParseAddr("fd00::9")}, Routing: routing.Direct, Instance: name}, at)
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range []string{"gone", "back"} {
+		register(n, start)
+		if err := st.Update(context.Background(), func(tx store.Tx) error {
+			_, err := ipam.Allocate(tx, ipam.Request{Handle: ipam.Handle{Network: "n", ContainerID: n, IfName: "eth0"}, Node: n, Families: []ipam.Family{ipam.IPv6, ipam.IPv4}, Pools: []ipam.Pool{pool6, pool4}})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := start
+	src := &storeSource{cfg: Config{Node: "self", Addrs: []netip.Addr{netip.MustParseAddr("fd00::1")}, Routing: routing.Direct, NodeGoneAfter: time.Hour},
+		open: func() (store.Store, error) { return st, nil }, now: func() time.Time { return now }, empty: map[netip.Prefix]time.Time{}, silent: map[string]observation{}}
+	sync := func(step time.Duration) Desired {
+		now = now.Add(step)
+		d, err := src.Desired(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	if d := sync(59 * time.Minute); len(d.RemovedNodes) > 0 {
+		t.Fatalf("removed before an hour: %v", d.RemovedNodes)
+	}
+	if d := sync(2 * time.Minute); len(d.RemovedNodes) > 0 { // first observation
+		t.Fatalf("removed at the first observation: %v", d.RemovedNodes)
+	}
+	register("back", now) // "back" heartbeats again
+	d := sync(time.Minute)
+	if !slices.Equal(d.RemovedNodes, []string{"gone"}) {
+		t.Fatalf("removed %v, want [gone]", d.RemovedNodes)
+	}
+	for _, b := range d.Blocks {
+		if b.Node == "gone" {
+			t.Errorf("a removed node's block is still routed: %v", b.CIDR)
+		}
+	}
+	_ = st.View(context.Background(), func(tx store.Tx) error {
+		if _, ok, _ := cluster.Get(tx, "gone"); ok {
+			t.Error("gone's record is still there")
+		}
+		if _, ok, _ := cluster.Get(tx, "back"); !ok {
+			t.Error("back was removed while it heartbeats")
+		}
+		blocks, _ := ipam.Blocks(tx)
+		all, _ := ipam.List(tx, "")
+		for _, b := range blocks {
+			if b.Node == "gone" {
+				t.Errorf("gone's block %s is left", b.CIDR)
+			}
+		}
+		for _, a := range all {
+			if a.Node == "gone" {
+				t.Errorf("gone's allocation %s is left", a.Handle)
+			}
+		}
+		if len(all) != 1 {
+			t.Errorf("%d allocations left, want back's", len(all))
+		}
+		return nil
+	})
+}

@@ -335,7 +335,9 @@ func TestDockerDriver(t *testing.T) {
 		g6, _ := e.addrs("dg1")
 		u6, _ := e.addrs("dz1")
 		kerneltest.Run(t, "ip", "netns", "exec", e.clientNS, "nft", fmt.Sprintf("add table inet nat66 { chain in { type filter hook input priority 0; ip6 saddr %s icmpv6 type echo-request counter; ip6 saddr %s icmpv6 type echo-request counter; ip6 saddr %s icmpv6 type echo-request counter; }; }", g6, host6, u6))
-		t.Cleanup(func() { _, _ = exec.Command("ip", "netns", "exec", e.clientNS, "nft", "delete", "table", "inet", "nat66").CombinedOutput() })
+		t.Cleanup(func() {
+			_, _ = exec.Command("ip", "netns", "exec", e.clientNS, "nft", "delete", "table", "inet", "nat66").CombinedOutput()
+		})
 		e.ping("dg1", client6)
 		e.ping("dz1", client6)
 		out := kerneltest.Run(t, "ip", "netns", "exec", e.clientNS, "nft", "list", "table", "inet", "nat66")
