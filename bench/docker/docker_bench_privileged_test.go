@@ -49,9 +49,9 @@ func ms(d time.Duration) string { return fmt.Sprintf("%.0f ms", float64(d.Micros
 
 type subject struct {
 	name, network, gw6 string
-	ping              []string
-	run, first, rtt   series
-	answered          int
+	ping               []string
+	run, first, rtt    series
+	answered           int
 }
 
 func BenchmarkDockerRun(b *testing.B) {

@@ -188,10 +188,10 @@ const (
 // duet's own options: docker network create -o duet.mode=bridge, and
 // --ipam-opt duet.block-size=120 / duet.nat-outgoing=false.
 const (
-	OptMode        = "duet.mode"
-	OptBridge      = "duet.bridge"
-	IPAMBlockSize  = "duet.block-size"
-	IPAMNATOutgoin = "duet.nat-outgoing"
+	OptMode         = "duet.mode"
+	OptBridge       = "duet.bridge"
+	IPAMBlockSize   = "duet.block-size"
+	IPAMNATOutgoing = "duet.nat-outgoing"
 	// AddressSpace is the one address space duet's IPAM answers.
 	AddressSpace = "duet"
 )

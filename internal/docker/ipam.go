@@ -182,7 +182,7 @@ func (d *Driver) userPool(tx store.Tx, subnet string, fam ipam.Family, opts map[
 				return poolRecord{}, fmt.Errorf("--ipam-opt %s=%q is not a prefix length: write it like %s=%d", k, v, k, ipam.DefaultBlockSize6)
 			}
 			spec.BlockSize = &n
-		case IPAMNATOutgoin:
+		case IPAMNATOutgoing:
 			b, err := strconv.ParseBool(v)
 			if err != nil {
 				return poolRecord{}, fmt.Errorf("--ipam-opt %s=%q: write true or false", k, v)
@@ -190,7 +190,7 @@ func (d *Driver) userPool(tx store.Tx, subnet string, fam ipam.Family, opts map[
 			spec.NATOutgoing = &b
 		default:
 			if strings.HasPrefix(k, "duet.") {
-				return poolRecord{}, fmt.Errorf("--ipam-opt %s is not one of duet's: use %s (or %s4, %s6 for one family) or %s", k, IPAMBlockSize, IPAMBlockSize, IPAMBlockSize, IPAMNATOutgoin)
+				return poolRecord{}, fmt.Errorf("--ipam-opt %s is not one of duet's: use %s (or %s4, %s6 for one family) or %s", k, IPAMBlockSize, IPAMBlockSize, IPAMBlockSize, IPAMNATOutgoing)
 			}
 		}
 	}

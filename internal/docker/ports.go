@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+
+	"github.com/duetnet/duet/internal/store"
 )
 
 // portBinding is one -p mapping as Docker sends it (libnetwork
@@ -155,3 +157,90 @@ func conflicts(maps []PortMap) error {
 	}
 	return nil
 }
+
+// programExternal answers ProgramExternalConnectivity: the endpoint's
+// published ports, DNATed in both families without a proxy, so the
+// container sees each client's own address.
+func (d *Driver) programExternal(req externalConnectivityRequest) error {
+	bindings, err := portBindings(req.Options)
+	if err != nil {
+		return err
+	}
+	err = d.update(func(tx store.Tx) error {
+		ep, found, err := d.loadEndpoint(tx, req.NetworkID, req.EndpointID)
+		if err != nil || !found {
+			return err
+		}
+		if len(bindings) == 0 {
+			bindings = ep.Bindings
+		}
+		maps, err := portMaps(bindings, ep.Addrs)
+		if err != nil {
+			return err
+		}
+		others, err := tx.List(endpointsPrefix + d.Node + "/")
+		if err != nil {
+			return err
+		}
+		all := maps
+		for _, kv := range others {
+			var o endpointRecord
+			if json.Unmarshal(kv.Value, &o) == nil && o.ID != ep.ID {
+				all = append(all, o.Ports...)
+			}
+		}
+		if err := conflicts(all); err != nil {
+			return err
+		}
+		ep.Ports = maps
+		return putJSON(tx, d.endpointKey(req.NetworkID, req.EndpointID), ep)
+	})
+	if err != nil {
+		return err
+	}
+	return d.syncPorts()
+}
+
+func (d *Driver) revokeExternal(req externalConnectivityRequest) error {
+	err := d.update(func(tx store.Tx) error {
+		ep, found, err := d.loadEndpoint(tx, req.NetworkID, req.EndpointID)
+		if err != nil || !found || len(ep.Ports) == 0 {
+			return err
+		}
+		ep.Ports = nil
+		return putJSON(tx, d.endpointKey(req.NetworkID, req.EndpointID), ep)
+	})
+	if err != nil {
+		return err
+	}
+	return d.syncPorts()
+}
+
+// syncPorts programs every published port of this node's endpoints.
+func (d *Driver) syncPorts() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var all []PortMap
+	err := d.view(func(tx store.Tx) error {
+		kvs, err := tx.List(endpointsPrefix + d.Node + "/")
+		if err != nil {
+			return err
+		}
+		for _, kv := range kvs {
+			var ep endpointRecord
+			if err := json.Unmarshal(kv.Value, &ep); err != nil {
+				return fmt.Errorf("store key %s is corrupt: %w", kv.Key, err)
+			}
+			all = append(all, ep.Ports...)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return d.Kernel.SyncPorts(all)
+}
+
+// Resync reprograms what the store says after duetd starts: the
+// published ports (the interfaces outlive duetd on their own).
+func (d *Driver) Resync() error { return d.syncPorts() }

@@ -115,7 +115,7 @@ func checkEngine(r *reporter, h *HostFacts) {
 		switch {
 		case !n.EnableIPv6:
 			what := fmt.Sprintf("network %s (driver %s) has no IPv6", n.Name, n.Driver)
-			fix := fmt.Sprintf("docker network create --ipv6 NAME (with --subnet for a prefix of your own), or -d duet --ipam-driver duet --ipv6 for duet's zero-config ULA; then move the containers over (docker network connect)")
+			fix := "docker network create --ipv6 NAME (with --subnet for a prefix of your own), or -d duet --ipam-driver duet --ipv6 for duet's zero-config ULA; then move the containers over (docker network connect)"
 			if n.Name == "bridge" {
 				fix = "set \"ipv6\": true and \"fixed-cidr-v6\" in daemon.json, or run containers on a user-defined network created with --ipv6"
 			}

@@ -118,10 +118,7 @@ func ReleaseEmptyBlocks(tx store.Tx, node string, pool netip.Prefix) (int, error
 		if b.Pool != pool || len(b.Allocs) > 0 {
 			continue
 		}
-		if err := tx.Delete(blockKey(node, b.CIDR)); err != nil {
-			return n, err
-		}
-		if err := tx.Delete(claimsPrefix + b.CIDR.String()); err != nil {
+		if err := dropBlock(tx, node, b.CIDR); err != nil {
 			return n, err
 		}
 		n++
@@ -146,8 +143,5 @@ func ReleaseBlockIfEmpty(tx store.Tx, node string, cidr netip.Prefix) (bool, err
 	if len(b.Allocs) > 0 {
 		return false, nil
 	}
-	if err := tx.Delete(blockKey(node, cidr)); err != nil {
-		return false, err
-	}
-	return true, tx.Delete(claimsPrefix + cidr.String())
+	return true, dropBlock(tx, node, cidr)
 }

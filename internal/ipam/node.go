@@ -1,6 +1,8 @@
 package ipam
 
 import (
+	"net/netip"
+
 	"github.com/duetnet/duet/internal/store"
 )
 
@@ -39,13 +41,19 @@ func ReleaseNode(tx store.Tx, node string, limit int) (released int, err error) 
 		if released+2 > limit {
 			break
 		}
-		if err := tx.Delete(blockKey(node, b.CIDR)); err != nil {
-			return released, err
-		}
-		if err := tx.Delete(claimsPrefix + b.CIDR.String()); err != nil {
+		if err := dropBlock(tx, node, b.CIDR); err != nil {
 			return released, err
 		}
 		released += 2
 	}
 	return released, nil
+}
+
+// dropBlock deletes node's block cidr and its claim, so the prefix can be
+// claimed again.
+func dropBlock(tx store.Tx, node string, cidr netip.Prefix) error {
+	if err := tx.Delete(blockKey(node, cidr)); err != nil {
+		return err
+	}
+	return tx.Delete(claimsPrefix + cidr.String())
 }

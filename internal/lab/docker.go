@@ -2,6 +2,7 @@ package lab
 
 import (
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -83,7 +84,7 @@ func addDockerPod(s State, p Pod) ([]netip.Addr, error) {
 // downDocker removes the lab's containers, then its networks, while the
 // nodes' drivers still answer, and the sockets of drivers that were
 // killed: Docker keeps nothing of the lab.
-func downDocker(out interface{ Write([]byte) (int, error) }) []string {
+func downDocker(out io.Writer) []string {
 	if _, err := exec.LookPath("docker"); err != nil {
 		return nil
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/duetnet/duet/internal/docker"
 	"io"
 	"net/netip"
 	"os"
@@ -20,6 +19,8 @@ import (
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
 	"github.com/containernetworking/plugins/pkg/ns"
+
+	"github.com/duetnet/duet/internal/docker"
 )
 
 // DefaultDatadir holds the lab's state, datastore, sockets and logs.
