@@ -177,9 +177,13 @@ func nodeStatus(sock string, asJSON bool) error {
 	}
 	if len(st.Peers) > 0 {
 		w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(w, "\nBGP PEER\tASN\tSTATE\tUPTIME\tRECEIVED\tACCEPTED\tADVERTISED\tLAST ERROR")
+		fmt.Fprintln(w, "\nBGP PEER\tASN\tSTATE\tUPTIME\tEND-OF-RIB\tRECEIVED\tACCEPTED\tADVERTISED\tLAST ERROR")
 		for _, p := range st.Peers {
-			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Addr, p.ASN, p.State, p.Uptime.Round(time.Second), p.Received, p.Accepted, p.Advertised, p.LastError)
+			eor := "waiting"
+			if p.EndOfRIB {
+				eor = "received"
+			}
+			fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%d\t%d\t%d\t%s\n", p.Addr, p.ASN, p.State, p.Uptime.Round(time.Second), eor, p.Received, p.Accepted, p.Advertised, p.LastError)
 		}
 		w.Flush()
 	}

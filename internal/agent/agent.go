@@ -110,14 +110,20 @@ type Agent struct {
 
 	mu     sync.Mutex
 	status Status
-	// started is when this agent began; with BGP, routes are not pruned
-	// until peers have sent something or bgpSettle has passed, so a
-	// restarted duetd does not cut established flows while its sessions
-	// come back (the peers' side is graceful restart).
-	started time.Time
+	// started is when this agent began and bgpSynced whether every peer
+	// has since given its whole table (End-of-RIB): with BGP, routes are
+	// not pruned before, for at most bgpDeferral, so a restarted duetd
+	// does not cut established flows while its sessions come back (the
+	// peers' side of it is graceful restart).
+	started   time.Time
+	bgpSynced bool
 }
 
-const bgpSettle = 60 * time.Second
+// bgpDeferral bounds the wait for End-of-RIB from every peer: RFC 4724's
+// selection deferral timer, as long as the Restart Time duetd offers, so
+// a peer that never comes back holds stale routes no longer than peers
+// hold this node's.
+const bgpDeferral = bgp.DefaultRestartTime
 
 // New takes the agent's dependencies and starts nothing. open returns the
 // store for one sync (bolt is opened and closed each time so the plugins
@@ -305,7 +311,7 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 		routes, problems = routing.Plan(self.Name, nodes, blocks, nil)
 	}
 	nroutes = len(routes)
-	if a.cfg.Routing == BGP && len(a.speaker.Learned()) == 0 && time.Since(a.started) < bgpSettle {
+	if a.cfg.Routing == BGP && !a.peersSynced() {
 		changed, err = routing.ReconcileKeep(k, routes)
 	} else {
 		changed, err = routing.Reconcile(k, routes)
@@ -353,4 +359,17 @@ func (a *Agent) Sync(ctx context.Context) (err error) {
 		err = a.synced(ctx, d)
 	}
 	return err
+}
+
+// peersSynced reports whether the routes planned from BGP are complete:
+// every peer sent End-of-RIB since this agent started, or bgpDeferral
+// passed. Once true it stays true; a session that drops later is the
+// peers' graceful restart to handle, not a reason to keep stale routes.
+func (a *Agent) peersSynced() bool {
+	if !a.bgpSynced && (a.speaker.Synced() || time.Since(a.started) >= bgpDeferral) {
+		a.bgpSynced = true
+		a.log.Info("bgp: every peer has given its table (End-of-RIB) or the deferral passed; routes from before this start are pruned now",
+			"after", time.Since(a.started).Round(time.Millisecond))
+	}
+	return a.bgpSynced
 }

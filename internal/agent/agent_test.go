@@ -2,8 +2,10 @@ package agent
 
 import (
 	"context"
+	"log/slog"
 	"net/netip"
 	"testing"
+	"time"
 
 	"github.com/duetnet/duet/internal/bgp"
 	"github.com/duetnet/duet/internal/ipam"
@@ -12,6 +14,7 @@ import (
 type fakeSpeaker struct {
 	advertised []netip.Prefix
 	learned    []bgp.Route
+	synced     bool
 }
 
 func (f *fakeSpeaker) SetNextHops([]netip.Addr) error   { return nil }
@@ -19,6 +22,7 @@ func (f *fakeSpeaker) Advertise(p []netip.Prefix) error { f.advertised = p; retu
 func (f *fakeSpeaker) Learned() []bgp.Route             { return f.learned }
 func (f *fakeSpeaker) Changed() <-chan struct{}         { return nil }
 func (f *fakeSpeaker) Peers() []bgp.PeerStatus          { return nil }
+func (f *fakeSpeaker) Synced() bool                     { return f.synced }
 
 func (f *fakeSpeaker) SetPeers(context.Context, []bgp.Peer) error { return nil }
 
@@ -57,5 +61,30 @@ func TestPlanBGP(t *testing.T) {
 	}
 	if len(routes) != 4 {
 		t.Errorf("want exactly 4 routes, got %v", routes)
+	}
+}
+
+// TestPeersSynced: a restarted agent keeps its old routes until every
+// peer's End-of-RIB (or the deferral timer), then prunes from then on,
+// even if a session drops again.
+func TestPeersSynced(t *testing.T) {
+	sp := &fakeSpeaker{}
+	a := New(Config{Node: "a", Routing: BGP}, nil, nil, nil, slog.New(slog.DiscardHandler)).WithSpeaker(sp)
+	if a.peersSynced() {
+		t.Fatal("synced before any End-of-RIB")
+	}
+	sp.synced = true
+	if !a.peersSynced() {
+		t.Fatal("not synced after every End-of-RIB")
+	}
+	sp.synced = false // a session dropped and came back
+	if !a.peersSynced() {
+		t.Fatal("synced must stay true once reached")
+	}
+
+	late := New(Config{Node: "b", Routing: BGP}, nil, nil, nil, slog.New(slog.DiscardHandler)).WithSpeaker(&fakeSpeaker{})
+	late.started = time.Now().Add(-bgpDeferral)
+	if !late.peersSynced() {
+		t.Fatal("a peer that never sends End-of-RIB must not hold stale routes past the deferral")
 	}
 }

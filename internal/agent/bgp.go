@@ -17,6 +17,9 @@ type Speaker interface {
 	Learned() []bgp.Route
 	Changed() <-chan struct{}
 	Peers() []bgp.PeerStatus
+	// Synced reports whether every peer has given its whole table
+	// (End-of-RIB) on its current session.
+	Synced() bool
 	SetPeers(context.Context, []bgp.Peer) error
 }
 

@@ -42,6 +42,10 @@ type Speaker struct {
 	nextHop6  netip.Addr
 	// have is what the running server advertises, with the next hop used.
 	have map[netip.Prefix]netip.Addr
+	// eor holds, per peer, the families whose End-of-RIB marker arrived
+	// on the current session (cleared when the session leaves
+	// established); see Synced.
+	eor map[netip.Addr]map[string]bool
 }
 
 // New returns a speaker for cfg. It starts nothing and does not validate:
@@ -103,8 +107,11 @@ func (s *Speaker) Start(ctx context.Context) error {
 	}
 	// Watch before adding peers so no learned path goes unsignalled.
 	watch := &api.WatchEventRequest{
-		Peer:  &api.WatchEventRequest_Peer{},
-		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{{Type: api.WatchEventRequest_Table_Filter_BEST}}},
+		Peer: &api.WatchEventRequest_Peer{},
+		Table: &api.WatchEventRequest_Table{Filters: []*api.WatchEventRequest_Table_Filter{
+			{Type: api.WatchEventRequest_Table_Filter_BEST},
+			{Type: api.WatchEventRequest_Table_Filter_EOR},
+		}},
 	}
 	if err := srv.WatchEvent(watchCtx, watch, s.onEvent); err != nil {
 		return fail(fmt.Errorf("watch bgp events: %w", err))
@@ -115,6 +122,9 @@ func (s *Speaker) Start(ctx context.Context) error {
 		}
 	}
 	s.srv, s.stopWatch, s.have = srv, stopWatch, map[netip.Prefix]netip.Addr{}
+	if s.eor == nil {
+		s.eor = map[netip.Addr]map[string]bool{}
+	}
 	if err := s.sync(ctx); err != nil {
 		s.srv, s.stopWatch, s.have = nil, nil, nil
 		return fail(err)
@@ -166,22 +176,66 @@ func (s *Speaker) apiPeer(p Peer) *api.Peer {
 }
 
 // onEvent runs on GoBGP's watcher goroutine: it signals Changed for best
-// paths from peers and logs session changes.
+// paths and End-of-RIB markers from peers, records the markers for
+// Synced, and logs session changes.
 func (s *Speaker) onEvent(r *api.WatchEventResponse) {
 	if pe := r.GetPeer(); pe != nil && pe.GetType() == api.WatchEventResponse_PeerEvent_STATE {
 		st := pe.GetPeer().GetState()
 		s.log.Info("bgp peer state", "peer", st.GetNeighborAddress(), "asn", st.GetPeerAsn(), "state", stateName(st.GetSessionState()))
+		if a, err := netip.ParseAddr(st.GetNeighborAddress()); err == nil && st.GetSessionState() != api.PeerState_ESTABLISHED {
+			// A new session owes a new End-of-RIB.
+			s.mu.Lock()
+			delete(s.eor, a.Unmap())
+			s.mu.Unlock()
+		}
 		return
 	}
+	signal := false
 	for _, p := range r.GetTable().GetPaths() {
-		if a, err := netip.ParseAddr(p.GetNeighborIp()); err == nil && !a.IsUnspecified() {
-			select {
-			case s.changed <- struct{}{}:
-			default:
+		a, err := netip.ParseAddr(p.GetNeighborIp())
+		if err != nil || a.IsUnspecified() {
+			continue
+		}
+		signal = true
+		if p.GetNlri() == nil { // GoBGP's shape of an End-of-RIB marker
+			f := familyName(p.GetFamily())
+			s.log.Info("bgp end-of-rib", "peer", a.Unmap(), "family", f)
+			s.mu.Lock()
+			if s.eor[a.Unmap()] == nil {
+				s.eor[a.Unmap()] = map[string]bool{}
 			}
-			return
+			s.eor[a.Unmap()][f] = true
+			s.mu.Unlock()
 		}
 	}
+	if signal {
+		select {
+		case s.changed <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// Synced reports whether every configured peer has given its whole table
+// on its current session: an End-of-RIB marker (RFC 4724 section 2) in
+// each family both sides negotiated, from a peer that offers graceful
+// restart; an established session from one that does not (it sends no
+// marker, and RFC 4724 4.1 leaves it out of the wait too). A restarted
+// duetd keeps the routes it installed before until Synced, so flows do
+// not break while its sessions come back; per peer, so one slow router
+// is waited for and a fast one is not mistaken for all. With no peers it
+// is true. It is false when the speaker is stopped.
+func (s *Speaker) Synced() bool {
+	ps := s.Peers()
+	if ps == nil { // stopped
+		return false
+	}
+	for _, p := range ps {
+		if !p.EndOfRIB {
+			return false
+		}
+	}
+	return true
 }
 
 // Changed signals when the routes Learned returns may have changed, so

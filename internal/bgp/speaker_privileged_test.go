@@ -154,6 +154,23 @@ func TestSpeakerWithBIRD(t *testing.T) {
 		}
 	})
 
+	t.Run("End-of-RIB per peer", func(t *testing.T) {
+		waitFor(t, 20*time.Second, "BIRD's End-of-RIB in both families", func() (bool, string) {
+			p := peer(s, b6)
+			return p.EndOfRIB, fmt.Sprintf("%+v", p)
+		})
+		// The silent peer and the wrong ASN never give a table: the
+		// speaker as a whole is not synced, whatever BIRD sent.
+		if s.Synced() {
+			t.Errorf("Synced with peers that never came up: %+v", s.Peers())
+		}
+		for _, a := range []netip.Addr{b4, silent6} {
+			if p := peer(s, a); p.EndOfRIB {
+				t.Errorf("%s never established but has EndOfRIB: %+v", a, p)
+			}
+		}
+	})
+
 	t.Run("a smaller set withdraws the rest", func(t *testing.T) {
 		fewer := []netip.Prefix{ours[1], ours[5]} // one of each family
 		if err := s.Advertise(fewer); err != nil {
@@ -209,9 +226,9 @@ func TestSpeakerWithBIRD(t *testing.T) {
 		}
 		t.Logf("BIRD during the restart:\n%s", b.protocol(t, "a6"))
 		s = startSpeaker(t, speakerConfig(true), ours)
-		waitFor(t, 30*time.Second, "established again", func() (bool, string) {
+		waitFor(t, 30*time.Second, "established again, with BIRD's End-of-RIB", func() (bool, string) {
 			p := peer(s, b6)
-			return p.State == "established", fmt.Sprintf("%+v", p)
+			return p.State == "established" && p.EndOfRIB, fmt.Sprintf("%+v", p)
 		})
 		// BIRD ends its helper mode when A's End-of-RIB arrives.
 		waitFor(t, 20*time.Second, "BIRD's routes refreshed", func() (bool, string) {

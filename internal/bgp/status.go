@@ -2,6 +2,7 @@ package bgp
 
 import (
 	"context"
+	"maps"
 	"net/netip"
 	"strings"
 	"time"
@@ -29,6 +30,10 @@ type PeerStatus struct {
 	// peer as: as number mismatch expected 65099, received 65002"), a
 	// failed connect, an expired hold timer. Empty once established.
 	LastError string
+	// EndOfRIB is whether the peer has given its whole table on this
+	// session: its End-of-RIB marker arrived in every negotiated family,
+	// or it does not do graceful restart and the session is established.
+	EndOfRIB bool `json:"endOfRIB"`
 }
 
 // Peers reports every configured session, in configuration order. It is
@@ -36,6 +41,10 @@ type PeerStatus struct {
 func (s *Speaker) Peers() []PeerStatus {
 	s.mu.Lock()
 	srv, peers := s.srv, s.cfg.Peers
+	eor := map[netip.Addr]map[string]bool{}
+	for a, fs := range s.eor {
+		eor[a] = maps.Clone(fs)
+	}
 	s.mu.Unlock()
 	if srv == nil {
 		return nil
@@ -53,7 +62,7 @@ func (s *Speaker) Peers() []PeerStatus {
 	for _, c := range peers {
 		ps := PeerStatus{Addr: c.Addr.Unmap(), ASN: c.ASN, Name: c.Name, State: "idle"}
 		if p := byAddr[ps.Addr]; p != nil {
-			fill(&ps, p, s.cfg.GracefulRestart)
+			fill(&ps, p, s.cfg.GracefulRestart, eor[ps.Addr])
 		}
 		if ps.State != "established" {
 			ps.LastError = s.glog.lastError(ps.Addr)
@@ -64,8 +73,9 @@ func (s *Speaker) Peers() []PeerStatus {
 }
 
 // fill copies a GoBGP neighbour's state into ps. gr is whether this
-// node offers graceful restart.
-func fill(ps *PeerStatus, p *api.Peer, gr bool) {
+// node offers graceful restart; eor are the families whose End-of-RIB
+// marker the peer sent on this session.
+func fill(ps *PeerStatus, p *api.Peer, gr bool, eor map[string]bool) {
 	st := p.GetState()
 	ps.State = stateName(st.GetSessionState())
 	remote := map[string]bool{}
@@ -94,9 +104,15 @@ func fill(ps *PeerStatus, p *api.Peer, gr bool) {
 	if up := p.GetTimers().GetState().GetUptime(); up != nil {
 		ps.Uptime = time.Since(up.AsTime()).Truncate(time.Second)
 	}
+	ps.EndOfRIB = true
 	for _, f := range families {
 		if name := familyName(f); remote[name] {
 			ps.Families = append(ps.Families, name)
+			// GoBGP sends, and a peer owes, End-of-RIB only when both
+			// sides offered graceful restart.
+			if gr && peerGR && !eor[name] {
+				ps.EndOfRIB = false
+			}
 		}
 	}
 }

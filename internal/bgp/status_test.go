@@ -26,21 +26,35 @@ func TestFill(t *testing.T) {
 			{State: &api.AfiSafiState{Family: familyIPv4, Received: 10, Accepted: 10, Advertised: 3}},
 		},
 	}
+	both := map[string]bool{"ipv6-unicast": true, "ipv4-unicast": true}
 	for _, tt := range []struct {
 		gr             bool
+		eor            map[string]bool
 		wantAdvertised uint64
+		wantEOR        bool
 	}{
-		{gr: false, wantAdvertised: 8},
-		{gr: true, wantAdvertised: 6}, // minus one End-of-RIB per family
+		// Without graceful restart nobody owes End-of-RIB.
+		{gr: false, wantAdvertised: 8, wantEOR: true},
+		{gr: true, eor: both, wantAdvertised: 6, wantEOR: true}, // minus one End-of-RIB per family
+		{gr: true, eor: map[string]bool{"ipv6-unicast": true}, wantAdvertised: 6, wantEOR: false},
+		{gr: true, wantAdvertised: 6, wantEOR: false},
 	} {
 		var ps PeerStatus
-		fill(&ps, p, tt.gr)
+		fill(&ps, p, tt.gr, tt.eor)
 		if ps.State != "established" || ps.Received != 20 || ps.Accepted != 19 || ps.Advertised != tt.wantAdvertised {
 			t.Errorf("gr=%v: %+v, want established, 20 received, 19 accepted, %d advertised", tt.gr, ps, tt.wantAdvertised)
+		}
+		if ps.EndOfRIB != tt.wantEOR {
+			t.Errorf("gr=%v, End-of-RIB in %v: EndOfRIB = %v, want %v", tt.gr, tt.eor, ps.EndOfRIB, tt.wantEOR)
 		}
 		if want := []string{"ipv6-unicast", "ipv4-unicast"}; !slices.Equal(ps.Families, want) {
 			t.Errorf("families %v, want %v (IPv6 first)", ps.Families, want)
 		}
+	}
+	var down PeerStatus
+	fill(&down, &api.Peer{State: &api.PeerState{SessionState: api.PeerState_ACTIVE}}, true, both)
+	if down.EndOfRIB {
+		t.Error("a session that is not established has not given its table")
 	}
 	for s, want := range map[api.PeerState_SessionState]string{
 		api.PeerState_UNKNOWN: "idle", api.PeerState_ACTIVE: "active", api.PeerState_OPENCONFIRM: "openconfirm",

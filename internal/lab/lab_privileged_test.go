@@ -8,10 +8,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -357,4 +360,265 @@ func inspectWithDuetctl(t *testing.T, bins string, s lab.State, fam string) {
 	if err := json.Unmarshal(run("ipam", "show", "--lab", s.Nodes[0].Name), &ipamOut); err != nil || len(ipamOut.Allocations) != want {
 		t.Errorf("ipam show --lab: %d allocations for %d pods (%v)", len(ipamOut.Allocations), len(s.Pods), err)
 	}
+}
+
+// TestDuetdKilledUnderChurn: duetd is SIGKILLed and started again, over
+// and over, on both nodes, while pods come and go on both: a UDP stream
+// in each family between pods on the two nodes never stops for more than
+// a second, and every pod that was reachable from the other node stays
+// reachable after every restart (no route lost for a live pod). With BGP
+// the restarted agent keeps its routes until every peer's End-of-RIB.
+//
+// Each kill comes once the previous start has recovered: its first sync
+// done and, with BGP, End-of-RIB exchanged with every peer. A speaker
+// killed again in the middle of its graceful restart gets no more help:
+// BIRD then flushes its routes at once ("graceful restart detected -
+// already pending"), as any router may.
+func TestDuetdKilledUnderChurn(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	bins := buildBins(t)
+	const kills, maxGap = 12, time.Second
+	for _, o := range []lab.Options{
+		{Nodes: 2, PodsPerNode: 1, Family: "dual", Routing: "direct"},
+		{Nodes: 2, PodsPerNode: 1, Family: "dual", Routing: "bgp", Topology: "routed"},
+	} {
+		t.Run(o.Routing, func(t *testing.T) {
+			datadir := filepath.Join(t.TempDir(), "lab")
+			t.Cleanup(func() { _ = lab.Down(datadir, &bytes.Buffer{}) })
+			var out bytes.Buffer
+			s, err := lab.Up(context.Background(), o, bins, datadir, &out)
+			if err != nil {
+				t.Fatalf("lab up: %v\n%s", err, out.String())
+			}
+			a, b := s.Pods[0], s.Pods[1]
+			var streams []*connectivity.Stream
+			var names []string
+			for _, pair := range [][2]lab.Pod{{a, b}, {b, a}} {
+				for _, dst := range pair[1].IPs { // IPv6 first
+					st, err := connectivity.OpenStream("/var/run/netns/"+pair[0].NetNS, "/var/run/netns/"+pair[1].NetNS, dst, 10*time.Millisecond)
+					if err != nil {
+						t.Fatalf("stream to %s: %v", dst, err)
+					}
+					streams = append(streams, st)
+					names = append(names, fmt.Sprintf("%s -> %s", pair[0].Name, dst))
+				}
+			}
+			c := startChurn(t, s, bins)
+			for i := range kills {
+				n := s.Nodes[rand.IntN(len(s.Nodes))]
+				if err := lab.KillDuetd(s, n.Name); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(rand.N(300 * time.Millisecond))
+				restarted := time.Now()
+				if s, err = lab.StartDuetd(s, bins, n.Name); err != nil {
+					t.Fatal(err)
+				}
+				c.setState(s)
+				waitSynced(t, s, n, restarted)
+				if o.Routing == "bgp" {
+					waitEndOfRIB(t, s, n)
+				}
+				c.hold.Lock()
+				for _, p := range c.reachable() {
+					if err := pingFrom(s, p); err != nil {
+						t.Errorf("kill %d (%s): %s was reachable before and is not now: %v\n%s", i+1, n.Name, p.Name, err, diagnose(s, p))
+					}
+				}
+				c.hold.Unlock()
+			}
+			added, deleted := c.stop()
+			t.Logf("%d kills; churn: %d pods added, %d deleted", kills, added, deleted)
+			for i, st := range streams {
+				r := st.Stop()
+				t.Logf("%s: %d sent, %d received, longest gap %s", names[i], r.Sent, r.Received, r.MaxGap.Round(time.Millisecond))
+				if r.MaxGap > maxGap {
+					t.Errorf("%s: nothing got through for %s (ended %s); want at most %s", names[i], r.MaxGap.Round(time.Millisecond), r.GapEnded.Format(time.StampMilli), maxGap)
+				}
+			}
+		})
+	}
+}
+
+// waitEndOfRIB waits until every BGP peer of n's duetd has sent its
+// End-of-RIB on the current session (duetd sends its own right after).
+func waitEndOfRIB(t *testing.T, s lab.State, n lab.Node) {
+	t.Helper()
+	var last any
+	for range 500 {
+		st, err := lab.NodeStatus(s, n)
+		if err == nil {
+			peers, _ := st["peers"].([]any)
+			all := len(peers) > 0
+			for _, p := range peers {
+				m, _ := p.(map[string]any)
+				all = all && m["endOfRIB"] == true
+			}
+			if all {
+				time.Sleep(50 * time.Millisecond) // ours follows theirs
+				return
+			}
+			last = peers
+		} else {
+			last = err
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%s's BGP peers gave no End-of-RIB within 10s: %v", n.Name, last)
+}
+
+// churn adds and deletes pods on every node of a lab until stopped, and
+// knows which of its pods have been reached from another node.
+type churn struct {
+	t    *testing.T
+	bins string
+	done chan struct{}
+	once sync.Once
+	wg   sync.WaitGroup
+	// hold is held while the test checks the reachable pods, so none of
+	// them is deleted under its ping.
+	hold sync.Mutex
+
+	mu             sync.Mutex
+	s              lab.State
+	live           []lab.Pod
+	reached        map[string]bool
+	added, deleted int
+}
+
+func startChurn(t *testing.T, s lab.State, bins string) *churn {
+	c := &churn{t: t, bins: bins, s: s, done: make(chan struct{}), reached: map[string]bool{}}
+	c.wg.Add(1)
+	go c.run()
+	t.Cleanup(func() { c.stop() }) // before the lab goes down, if the test fails early
+	return c
+}
+
+func (c *churn) setState(s lab.State) {
+	c.mu.Lock()
+	c.s = s
+	c.mu.Unlock()
+}
+
+func (c *churn) run() {
+	defer c.wg.Done()
+	ctx := context.Background()
+	for i := 0; ; i++ {
+		select {
+		case <-c.done:
+			return
+		default:
+		}
+		c.mu.Lock()
+		s, live := c.s, slices.Clone(c.live)
+		c.mu.Unlock()
+		if len(live) >= 4 { // the oldest goes
+			p := live[0]
+			c.hold.Lock()
+			c.mu.Lock()
+			c.live = c.live[1:]
+			delete(c.reached, p.Name)
+			c.mu.Unlock()
+			c.hold.Unlock()
+			if err := lab.DelPod(ctx, s, c.bins, p); err != nil {
+				c.t.Errorf("churn: %v", err)
+			}
+			c.mu.Lock()
+			c.deleted++
+			c.mu.Unlock()
+			continue
+		}
+		n := s.Nodes[i%len(s.Nodes)]
+		p := lab.Pod{Name: fmt.Sprintf("churn%d", i), NetNS: fmt.Sprintf("%schurn%d", lab.Prefix, i), Node: n.Name}
+		ips, err := lab.AddPod(ctx, s, c.bins, p)
+		if err != nil {
+			c.t.Errorf("churn: %v", err)
+			continue
+		}
+		p.IPs = ips
+		c.mu.Lock()
+		c.live = append(c.live, p)
+		c.added++
+		c.mu.Unlock()
+		// Reached once from the other node, it must stay reachable.
+		for range 50 {
+			if pingFrom(s, p) == nil {
+				c.mu.Lock()
+				c.reached[p.Name] = true
+				c.mu.Unlock()
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+}
+
+// reachable are the live pods that have been reached from another node.
+func (c *churn) reachable() []lab.Pod {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []lab.Pod
+	for _, p := range c.live {
+		if c.reached[p.Name] {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (c *churn) stop() (added, deleted int) {
+	c.once.Do(func() { close(c.done) })
+	c.wg.Wait()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.added, c.deleted
+}
+
+// pingFrom pings every address of p once from the lab's first pod on
+// another node.
+func pingFrom(s lab.State, p lab.Pod) error {
+	var src lab.Pod
+	for _, q := range s.Pods {
+		if q.Node != p.Node {
+			src = q
+			break
+		}
+	}
+	for _, dst := range p.IPs {
+		if out, err := exec.Command("ip", "netns", "exec", src.NetNS, "ping", "-c", "1", "-W", "1", dst.String()).CombinedOutput(); err != nil {
+			return fmt.Errorf("ping %s from %s: %v: %s", dst, src.Name, err, lastLine(out))
+		}
+	}
+	return nil
+}
+
+// diagnose says how long p took to become reachable again, and what the
+// nodes' routes and nftables say about its addresses.
+func diagnose(s lab.State, p lab.Pod) string {
+	var b strings.Builder
+	start := time.Now()
+	for time.Since(start) < 5*time.Second && pingFrom(s, p) != nil {
+		time.Sleep(100 * time.Millisecond)
+	}
+	fmt.Fprintf(&b, "reachable again after %s (5s: not)\n", time.Since(start).Round(time.Millisecond))
+	for _, n := range s.Nodes {
+		for _, a := range p.IPs {
+			out, _ := exec.Command("ip", "-n", n.NetNS, "route", "get", a.String()).CombinedOutput()
+			fmt.Fprintf(&b, "%s: route get %s: %s", n.Name, a, out)
+		}
+		out, _ := exec.Command("ip", "netns", "exec", n.NetNS, "nft", "list", "ruleset").CombinedOutput()
+		for _, l := range strings.Split(string(out), "\n") {
+			for _, a := range p.IPs {
+				if strings.Contains(l, a.String()) {
+					fmt.Fprintf(&b, "%s: nft: %s\n", n.Name, strings.TrimSpace(l))
+				}
+			}
+		}
+	}
+	return b.String()
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
 }

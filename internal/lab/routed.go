@@ -55,6 +55,8 @@ func routerAddrs(i int) []netip.Addr {
 func birdConfig(s State) string {
 	var b strings.Builder
 	_, o4 := routedSubnets(255)
+	// The router's log is beside the nodes' (sessions, graceful restart).
+	fmt.Fprintf(&b, "log %q all;\ndebug protocols { states, events };\n", filepath.Join(s.Datadir, "bird.log"))
 	fmt.Fprintf(&b, "router id %s;\nprotocol device {}\nprotocol direct { ipv4; ipv6; }\n", hostAddr(o4, 1))
 	fmt.Fprintf(&b, "protocol kernel { ipv4 { export all; }; }\nprotocol kernel { ipv6 { export all; }; }\n")
 	for i, n := range s.Nodes {

@@ -328,6 +328,28 @@ func StopDuetd(s State, node string) error {
 	return nil
 }
 
+// KillDuetd kills a node's duetd with SIGKILL, as the OOM killer or a
+// crashing node would, and waits for it to be gone: nothing it programmed
+// is cleaned up, no BGP NOTIFICATION is sent.
+func KillDuetd(s State, node string) error {
+	i, err := nodeIndex(s, node)
+	if err != nil {
+		return err
+	}
+	p, err := os.FindProcess(s.PIDs[i])
+	if err != nil {
+		return nil
+	}
+	_ = p.Signal(syscall.SIGKILL)
+	for j := 0; j < 250 && p.Signal(syscall.Signal(0)) == nil; j++ {
+		time.Sleep(4 * time.Millisecond)
+	}
+	if p.Signal(syscall.Signal(0)) == nil {
+		return fmt.Errorf("duetd of %s (pid %d) still runs a second after SIGKILL", node, s.PIDs[i])
+	}
+	return nil
+}
+
 // StartDuetd starts a node's duetd again and saves its new pid.
 func StartDuetd(s State, binDir, node string) (State, error) {
 	i, err := nodeIndex(s, node)
@@ -391,6 +413,33 @@ func ConfList(s State, node string) ([]byte, error) {
 // its addresses; benchmarks use it to time a pod's arrival.
 func AddPod(ctx context.Context, s State, binDir string, p Pod) ([]netip.Addr, error) {
 	return addPod(ctx, binDir, s, p, &linePrefixer{w: os.Stderr, prefix: p.Node + ": "})
+}
+
+// DelPod runs CNI DEL for a pod AddPod added, inside its node's namespace,
+// and removes the pod's namespace.
+func DelPod(ctx context.Context, s State, binDir string, p Pod) error {
+	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(s.Datadir, "cni-cache"),
+		&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: &linePrefixer{w: os.Stderr, prefix: p.Node + ": "}}, PluginDecoder: version.PluginDecoder{}})
+	raw, err := ConfList(s, p.Node)
+	if err != nil {
+		return err
+	}
+	list, err := libcni.ConfListFromBytes(raw)
+	if err != nil {
+		return err
+	}
+	nodeNS, err := ns.GetNS("/var/run/netns/" + Prefix + p.Node)
+	if err != nil {
+		return err
+	}
+	defer nodeNS.Close()
+	err = nodeNS.Do(func(ns.NetNS) error {
+		return cni.DelNetworkList(ctx, list, &libcni.RuntimeConf{ContainerID: p.Name, NetNS: "/var/run/netns/" + p.NetNS, IfName: "eth0"})
+	})
+	if err != nil {
+		return fmt.Errorf("CNI DEL of %s on %s: %w", p.Name, p.Node, err)
+	}
+	return ip("netns", "delete", p.NetNS)
 }
 
 // linePrefixer writes each line with a prefix: the plugin's log lines
