@@ -24,6 +24,9 @@ const (
 const (
 	DefaultBridge   = "duet0"
 	DefaultBoltPath = "/var/lib/duet/duet.db"
+	// DefaultEtcdHostLock queues one host's writers to etcd (see
+	// etcd.Config.HostLock); under /run, so it never outlives a boot.
+	DefaultEtcdHostLock = "/run/duet/etcd-ipam.lock"
 	// DefaultSysctlLog is where the plugin records the host sysctls it
 	// changed when "sysctlLog" is absent.
 	DefaultSysctlLog = "/var/lib/duet/sysctl-changes.jsonl"

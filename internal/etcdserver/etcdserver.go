@@ -1,7 +1,9 @@
-// Package etcdserver runs a single-member etcd inside duetd, so that a lab
-// or a small cluster needs no separate etcd install: one host runs
+// Package etcdserver runs an etcd member inside duetd, so that a lab or a
+// small cluster needs no separate etcd install: one host runs
 // `duetd --embed-etcd DIR --etcd-only`, the others point --etcd-endpoints
-// at it. Restarting on the same directory keeps the data (etcd replays its
+// at it; three hosts that each run one member with the same
+// --etcd-initial-cluster make an etcd that survives losing one of them.
+// Restarting on the same directory keeps the data (etcd replays its
 // write-ahead log and ignores the bootstrap settings).
 //
 // Only duetd imports this package; the CNI plugin must never link etcd's
@@ -16,6 +18,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,13 +51,26 @@ type Config struct {
 	// Default http://127.0.0.1:2379.
 	ListenClient []url.URL
 	// ListenPeer are the peer URLs; a single member has no peers, so the
-	// default is a free port on the loopback.
+	// default is a free port on the loopback. A member of a cluster
+	// listens where Cluster says it is.
 	ListenPeer []url.URL
+	// Cluster, when it has more than one member, makes this member one
+	// of them: every member's name and peer URL, this one (Name)
+	// included, alike on every member (etcd's --initial-cluster). Start
+	// returns once the cluster has a leader, so start a quorum of members
+	// together. Used on the first start only, as etcd does.
+	Cluster []Member
 	// LogLevel is etcd's own (zap) log level: debug, info, warn or error.
 	// Default error, so duetd's log stays readable.
 	LogLevel string
 	// Log receives this package's own messages; nil discards them.
 	Log *slog.Logger
+}
+
+// Member is one member of a cluster being bootstrapped.
+type Member struct {
+	Name string
+	Peer url.URL
 }
 
 // Server is a running member. Close stops it.
@@ -95,6 +111,16 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 			return nil, err
 		}
 	}
+	if len(cfg.Cluster) > 1 && len(cfg.ListenPeer) == 0 {
+		for _, m := range cfg.Cluster {
+			if m.Name == cfg.Name {
+				cfg.ListenPeer = []url.URL{m.Peer}
+			}
+		}
+		if len(cfg.ListenPeer) == 0 {
+			return nil, fmt.Errorf("etcd member %q is not in its own initial cluster: add %s=URL to it", cfg.Name, cfg.Name)
+		}
+	}
 	if len(cfg.ListenPeer) == 0 {
 		u, err := freeLoopback()
 		if err != nil {
@@ -121,6 +147,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// Used on the first start only; later starts find the WAL and keep
 	// the member they made then.
 	ec.InitialCluster = ec.InitialClusterFromName(cfg.Name)
+	if len(cfg.Cluster) > 1 {
+		var parts []string
+		for _, m := range cfg.Cluster {
+			parts = append(parts, m.Name+"="+m.Peer.String())
+		}
+		ec.InitialCluster = strings.Join(parts, ",")
+	}
 	ec.ClusterState = embed.ClusterStateFlagNew
 	// Keep an hour of history: watchers that fall further behind get
 	// ErrCompacted and resynchronise; the backend does not grow forever.
@@ -130,6 +163,13 @@ func Start(ctx context.Context, cfg Config) (*Server, error) {
 	// still waits most of a second to elect itself on every start.
 	// Shorter ticks make a start (and restart) take tens of milliseconds.
 	ec.TickMs, ec.ElectionMs = 10, 100
+	if len(cfg.Cluster) > 1 {
+		// Members do heartbeat each other: ticks of 50 ms and a 500 ms
+		// election survive a loaded machine without spurious elections,
+		// and a lost leader is replaced in about a second, not etcd's
+		// default of several.
+		ec.TickMs, ec.ElectionMs = 50, 500
+	}
 	s := &Server{cfg: cfg, level: level}
 	ec.ServiceRegister = func(g *grpc.Server) {
 		s.mu.Lock()
@@ -182,6 +222,9 @@ func (s *Server) Health(ctx context.Context) error {
 	}
 	return nil
 }
+
+// IsLeader reports whether this member leads its cluster now.
+func (s *Server) IsLeader() bool { return s.etcd.Server.Leader() == s.etcd.Server.MemberID() }
 
 // Err reports a fatal error of the running member (nil while it serves).
 func (s *Server) Err() <-chan error { return s.etcd.Err() }

@@ -24,6 +24,7 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 
 	"github.com/duetnet/duet/internal/store"
+	"github.com/duetnet/duet/internal/store/hostlock"
 )
 
 // DefaultTimeout is how long Open waits for another process's lock when
@@ -53,7 +54,7 @@ type Options struct {
 type Store struct {
 	db   *bbolt.DB
 	path string
-	lock *queueLock
+	lock *hostlock.Lock
 }
 
 var _ store.Store = (*Store)(nil)
@@ -73,7 +74,7 @@ func Open(path string, opts Options) (*Store, error) {
 		}
 	}
 	start := time.Now()
-	ql, ok, err := lockQueue(path, opts.ReadOnly, timeout)
+	ql, ok, err := hostlock.Acquire(path+".lock", opts.ReadOnly, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("open duet store %s: %w", path, err)
 	}
@@ -83,7 +84,7 @@ func Open(path string, opts Options) (*Store, error) {
 	}
 	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: max(timeout-time.Since(start), time.Millisecond), ReadOnly: opts.ReadOnly})
 	if err != nil {
-		ql.unlock()
+		ql.Unlock()
 	}
 	if errors.Is(err, berrors.ErrTimeout) {
 		return nil, fmt.Errorf("open duet store %s: another duet process holds it (waited %s): %w",
@@ -145,7 +146,7 @@ func (s *Store) View(ctx context.Context, fn func(store.Tx) error) error {
 // Close releases the file and its lock, letting the next process in. It
 // waits for running transactions to finish.
 func (s *Store) Close() error {
-	defer s.lock.unlock() // after bbolt has released its own lock
+	defer s.lock.Unlock() // after bbolt has released its own lock
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("close duet store %s: %w", s.path, err)
 	}

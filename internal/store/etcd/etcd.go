@@ -57,6 +57,13 @@ type Config struct {
 	// Dial, if set, makes the gateway's connections (the lab reaches its
 	// etcd from inside a network namespace this way).
 	Dial kv.DialFunc
+	// HostLock, if set, is a file every Update of this host's processes
+	// holds an exclusive flock on (package hostlock), for at most
+	// RequestTimeout of waiting: the CNI plugins of one node then commit
+	// their allocations one after another instead of racing each other's
+	// optimistic transactions (64 pods at once would otherwise exhaust
+	// MaxAttempts). Nodes still race each other, which is rare.
+	HostLock string
 }
 
 // Store is a store.Store on etcd. It is safe for concurrent use.
@@ -99,7 +106,7 @@ func OpenTransport(cfg Config, t kv.Transport) (*Store, error) {
 	if err != nil {
 		_ = t.Close()
 		if !kv.Permanent(err) {
-			return nil, fmt.Errorf("etcd at %s cannot be reached (waited up to %s: %v): check that etcd is running and that the datastore endpoints are right: %w",
+			return nil, fmt.Errorf("etcd at %s does not answer (waited up to %s: %v): check that etcd is running, that most of its members are up (without a majority it has no leader and answers nothing), and that the datastore endpoints are right: %w",
 				strings.Join(cfg.Endpoints, ","), cfg.DialTimeout, err, store.ErrUnavailable)
 		}
 		return nil, fmt.Errorf("etcd store at %s: %w", strings.Join(cfg.Endpoints, ","), err)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/duetnet/duet/internal/store"
 	"github.com/duetnet/duet/internal/store/etcd/kv"
+	"github.com/duetnet/duet/internal/store/hostlock"
 )
 
 // MaxAttempts bounds how often Update runs fn before giving up on a
@@ -48,6 +49,16 @@ var ErrConflict = errors.New("etcd store: transaction kept conflicting with conc
 // allocation does. Compaction of the snapshot revision restarts the
 // attempt. The empty key is reserved (it is the marker).
 func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
+	if s.cfg.HostLock != "" {
+		l, ok, err := hostlock.Acquire(s.cfg.HostLock, false, s.cfg.RequestTimeout)
+		if err != nil {
+			return fmt.Errorf("etcd store: host lock %s: %w", s.cfg.HostLock, err)
+		}
+		if !ok {
+			return fmt.Errorf("etcd store: another duet process on this host held %s for %s: %w", s.cfg.HostLock, s.cfg.RequestTimeout, store.ErrUnavailable)
+		}
+		defer l.Unlock()
+	}
 	return s.run(ctx, fn, false)
 }
 

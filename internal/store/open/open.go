@@ -37,7 +37,7 @@ func Store(d config.Datastore) (store.Store, error) {
 // EtcdConfig turns the datastore's etcd settings into the etcd store's
 // configuration, loading its certificates.
 func EtcdConfig(d config.Datastore) (etcd.Config, error) {
-	cfg := etcd.Config{Endpoints: d.Endpoints}
+	cfg := etcd.Config{Endpoints: d.Endpoints, HostLock: config.DefaultEtcdHostLock}
 	if d.CAFile == "" && d.CertFile == "" {
 		return cfg, nil
 	}
