@@ -69,6 +69,12 @@ bench: build
 bench-kube: build kube
 	$(GO) test -tags kubelab -run XXX -bench . -benchtime 1x -count 1 -timeout 60m ./bench/kube/
 
+# The scale simulator (root): 100, 1,000 and 5,000 simulated nodes against
+# the lab's real agents and etcd; prints CPU, memory, route convergence and
+# etcd load at each size. CI runs its 100-node version (TestScale).
+bench-scale: build
+	$(GO) test -run XXX -bench Scale -benchtime 1x -count 1 -timeout 120m -v ./bench/scale/ | grep -v '^node[0-9]*: '
+
 demo: build
 	./bin/duetctl demo
 

@@ -40,9 +40,12 @@ type Source interface {
 	Desired(ctx context.Context) (Desired, error)
 }
 
-// storeSource is the cluster store: register this node, then read every
-// node, block and allocation in the same transaction, giving back this
-// node's blocks that stayed empty long enough.
+// storeSource is the cluster store: register this node (its own key
+// only), then read every node and block in one snapshot, and give back
+// this node's blocks that stayed empty long enough. The read commits
+// nothing, so it never conflicts with the plugins' allocations anywhere
+// in the cluster, and it reads no allocation: a block carries its
+// addresses, which is all routing and NDP proxy need.
 type storeSource struct {
 	cfg  Config
 	open func() (store.Store, error)
@@ -62,36 +65,31 @@ type observation struct {
 
 func (s *storeSource) Desired(ctx context.Context) (Desired, error) {
 	d := Desired{Self: cluster.Node{Name: s.cfg.Node, Addrs: s.cfg.Addrs, Routing: s.cfg.Routing, Instance: s.cfg.Instance}}
-	var allocs []ipam.Allocation
 	st, err := s.open()
 	if err != nil {
 		return Desired{}, err
 	}
 	defer st.Close()
 	now := s.now()
-	err = st.Update(ctx, func(tx store.Tx) error {
-		d.Released = nil // the store may run this again
-		if err := cluster.Register(tx, d.Self, now); err != nil {
-			return err
-		}
+	if err := st.Update(ctx, func(tx store.Tx) error { return cluster.Register(tx, d.Self, now) }); err != nil {
+		return Desired{}, fmt.Errorf("registering this node: %w", err)
+	}
+	err = st.View(ctx, func(tx store.Tx) error {
 		var err error
 		if d.Nodes, err = cluster.List(tx); err != nil {
 			return err
 		}
-		if d.Blocks, err = ipam.Blocks(tx); err != nil {
-			return err
-		}
-		if d.Blocks, d.Released, err = s.releaseEmpty(tx, d.Blocks, now); err != nil {
-			return err
-		}
-		allocs, err = ipam.List(tx, "")
+		d.Blocks, err = ipam.Blocks(tx)
 		return err
 	})
 	if err != nil {
 		return Desired{}, fmt.Errorf("reading the store: %w", err)
 	}
+	if d.Blocks, d.Released, err = s.releaseEmpty(ctx, st, d.Blocks, now); err != nil {
+		return Desired{}, fmt.Errorf("releasing empty blocks: %w", err)
+	}
 	s.track(d.Blocks, now)
-	d.Local = localAddrs(allocs, d.Self.Name)
+	d.Local = localAddrs(d.Blocks, d.Self.Name)
 	if err := s.removeGone(ctx, st, &d, now); err != nil {
 		return Desired{}, err
 	}
@@ -183,23 +181,42 @@ var errCameBack = errors.New("the node wrote a heartbeat again")
 
 // releaseEmpty gives back, in tx, this node's blocks seen empty since at
 // least BlockReleaseAfter ago, and returns the blocks left.
-func (s *storeSource) releaseEmpty(tx store.Tx, blocks []ipam.Block, now time.Time) (kept []ipam.Block, released []netip.Prefix, err error) {
+func (s *storeSource) releaseEmpty(ctx context.Context, st store.Store, blocks []ipam.Block, now time.Time) (kept []ipam.Block, released []netip.Prefix, err error) {
 	if s.cfg.BlockReleaseAfter <= 0 {
 		return blocks, nil, nil
 	}
+	var due []ipam.Block
 	for _, b := range blocks {
 		since, seen := s.empty[b.CIDR]
 		if b.Node == s.cfg.Node && len(b.Allocs) == 0 && seen && now.Sub(since) >= s.cfg.BlockReleaseAfter {
+			due = append(due, b)
+		}
+	}
+	if len(due) == 0 {
+		return blocks, nil, nil
+	}
+	// Each block is checked empty again in the transaction that drops it:
+	// a pod may have taken an address since the read.
+	err = st.Update(ctx, func(tx store.Tx) error {
+		released = nil // the store may run this again
+		for _, b := range due {
 			ok, err := ipam.ReleaseBlockIfEmpty(tx, b.Node, b.CIDR)
 			if err != nil {
-				return nil, nil, err
+				return err
 			}
 			if ok {
 				released = append(released, b.CIDR)
-				continue
 			}
 		}
-		kept = append(kept, b)
+		return nil
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, b := range blocks {
+		if !slices.Contains(released, b.CIDR) {
+			kept = append(kept, b)
+		}
 	}
 	return kept, released, nil
 }
@@ -221,15 +238,18 @@ func (s *storeSource) track(blocks []ipam.Block, now time.Time) {
 	s.empty = still
 }
 
-func localAddrs(allocs []ipam.Allocation, node string) []netip.Addr {
+// localAddrs are the addresses in use in node's blocks: its pods' and
+// its Docker containers'.
+func localAddrs(blocks []ipam.Block, node string) []netip.Addr {
 	var out []netip.Addr
-	for _, al := range allocs {
-		if al.Node == node {
-			for _, ip := range al.IPs {
-				out = append(out, ip.Address.Addr())
+	for _, b := range blocks {
+		if b.Node == node {
+			for a := range b.Allocs {
+				out = append(out, a)
 			}
 		}
 	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
 	return out
 }
 
@@ -285,6 +305,20 @@ func (s viewSource) Desired(ctx context.Context) (Desired, error) {
 	if err != nil {
 		return Desired{}, fmt.Errorf("reading this node's pods: %w", err)
 	}
-	d.Local = localAddrs(allocs, d.Self.Name)
+	d.Local = allocAddrs(allocs, d.Self.Name)
 	return d, nil
+}
+
+// allocAddrs are the addresses of node's allocations (the Kubernetes
+// mode's store is the node's own, so this reads only its pods).
+func allocAddrs(allocs []ipam.Allocation, node string) []netip.Addr {
+	var out []netip.Addr
+	for _, al := range allocs {
+		if al.Node == node {
+			for _, ip := range al.IPs {
+				out = append(out, ip.Address.Addr())
+			}
+		}
+	}
+	return out
 }
