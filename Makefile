@@ -6,7 +6,7 @@ BINS := duet duet-ipam duetctl duetd duet-pause
 CNI_PLUGINS := github.com/containernetworking/plugins/plugins/meta/portmap github.com/containernetworking/plugins/plugins/main/loopback
 GO ?= go
 
-.PHONY: build test test-unit test-privileged test-kube e2e-kube e2e-netpol kube bench bench-kube fuzz clean deps demo image
+.PHONY: bench-scale build test test-unit test-privileged test-kube e2e-kube e2e-netpol kube bench bench-kube fuzz clean deps demo image
 
 build:
 	@mkdir -p bin

@@ -1,22 +1,30 @@
 package main
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/duetnet/duet/internal/agent"
+	"github.com/duetnet/duet/internal/cluster"
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/etcdserver"
+	"github.com/duetnet/duet/internal/ipam"
 	"github.com/duetnet/duet/internal/store"
 	"github.com/duetnet/duet/internal/store/etcd"
 	"github.com/duetnet/duet/internal/store/etcd/kvgrpc"
+	"github.com/duetnet/duet/internal/store/etcdwatch"
 	"github.com/duetnet/duet/internal/store/open"
 )
 
@@ -171,8 +179,21 @@ func startEmbedded(ctx context.Context, f *etcdFlags, log *slog.Logger) (*etcdse
 // again, so duetd rides out an etcd that starts after it.
 type etcdStore struct {
 	cfg etcd.Config
-	mu  sync.Mutex
-	st  store.Store
+	// t is the one gRPC client: the store's transactions and the
+	// mirror's watches share its connection.
+	t  *kvgrpc.Transport
+	mu sync.Mutex
+	st store.Store
+}
+
+// newEtcdStore dials the client (without waiting for etcd: each sync and
+// the mirror's watches retry until it answers).
+func newEtcdStore(cfg etcd.Config) (*etcdStore, error) {
+	t, err := kvgrpc.Dial(cfg.Endpoints, etcd.DefaultDialTimeout, cfg.TLS, nil)
+	if err != nil {
+		return nil, fmt.Errorf("--etcd-endpoints %s: %w", strings.Join(cfg.Endpoints, ","), err)
+	}
+	return &etcdStore{cfg: cfg, t: t}, nil
 }
 
 // open returns the store; its Close does nothing.
@@ -180,7 +201,7 @@ func (e *etcdStore) open() (store.Store, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	if e.st == nil {
-		st, err := openEtcd(e.cfg)
+		st, err := etcd.OpenTransport(e.cfg, sharedTransport{e.t})
 		if err != nil {
 			// The store's error says what to check (is etcd running?),
 			// and wraps store.ErrUnavailable when it is only unreachable.
@@ -201,7 +222,7 @@ func openEtcd(cfg etcd.Config) (store.Store, error) {
 	return etcd.OpenTransport(cfg, t) // closes t on error
 }
 
-// Close closes the store at exit.
+// Close closes the store and the client at exit.
 func (e *etcdStore) Close() {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -209,6 +230,53 @@ func (e *etcdStore) Close() {
 		_ = e.st.Close()
 		e.st = nil
 	}
+	_ = e.t.Close()
+}
+
+// sharedTransport is the client as the store sees it: the store's Close
+// (or a failed OpenTransport) leaves it to etcdStore.Close.
+type sharedTransport struct{ *kvgrpc.Transport }
+
+func (sharedTransport) Close() error { return nil }
+
+// mirror follows the nodes and blocks over the store's client: the
+// agent's desired state, kept in memory (see etcdwatch.Mirror). It wakes
+// the agent only for changes agent.Relevant says can move a route.
+func (e *etcdStore) mirror(log *slog.Logger) *etcdwatch.Mirror {
+	return etcdwatch.NewMirror(e.t.Client(), cmp.Or(e.cfg.Prefix, etcd.DefaultPrefix), []string{cluster.NodesPrefix, ipam.BlocksPrefix}, decodeCluster,
+		func(ev etcdwatch.Event) bool { return agent.Relevant(ev.Key, ev.Prev, ev.Value) }, log)
+}
+
+func decodeCluster(part, _ string, value []byte) (any, error) {
+	if part == cluster.NodesPrefix {
+		var n cluster.Node
+		err := json.Unmarshal(value, &n)
+		return n, err
+	}
+	var b ipam.Block
+	err := json.Unmarshal(value, &b)
+	return b, err
+}
+
+// mirrorCache is the mirror as the agent's ClusterCache, in key order
+// as a read of the store gives them.
+type mirrorCache struct{ m *etcdwatch.Mirror }
+
+func (c mirrorCache) Cluster() ([]cluster.Node, []ipam.Block, bool) {
+	nm, ok := c.m.Snapshot(cluster.NodesPrefix)
+	if !ok {
+		return nil, nil, false
+	}
+	bm, _ := c.m.Snapshot(ipam.BlocksPrefix)
+	nodes := make([]cluster.Node, 0, len(nm))
+	for _, k := range slices.Sorted(maps.Keys(nm)) {
+		nodes = append(nodes, nm[k].(cluster.Node))
+	}
+	blocks := make([]ipam.Block, 0, len(bm))
+	for _, k := range slices.Sorted(maps.Keys(bm)) {
+		blocks = append(blocks, bm[k].(ipam.Block))
+	}
+	return nodes, blocks, true
 }
 
 // keepOpen is a store whose Close is left to etcdStore.

@@ -49,7 +49,6 @@ import (
 	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/routing"
 	"github.com/duetnet/duet/internal/store"
-	"github.com/duetnet/duet/internal/store/etcdwatch"
 	"github.com/duetnet/duet/internal/store/open"
 )
 
@@ -260,8 +259,12 @@ func run(ctx context.Context, log *slog.Logger, o options, ef *etcdFlags) error 
 		return open.Store(config.Datastore{Type: config.DatastoreBolt, Path: dbPath})
 	}
 	var changed <-chan struct{}
+	var cache agent.ClusterCache
 	if len(ecfg.Endpoints) > 0 {
-		es := &etcdStore{cfg: ecfg}
+		es, err := newEtcdStore(ecfg)
+		if err != nil {
+			return err
+		}
 		defer es.Close()
 		if _, err := es.open(); errors.Is(err, store.ErrUnavailable) {
 			log.Warn("etcd unreachable; each sync tries again", "err", err)
@@ -269,14 +272,15 @@ func run(ctx context.Context, log *slog.Logger, o options, ef *etcdFlags) error 
 			return err
 		}
 		openStore = es.open
-		changed = etcdwatch.WatchRelevant(ctx, ecfg.Endpoints, ecfg.TLS, watchPrefix,
-			func(e etcdwatch.Event) bool { return agent.Relevant(e.Key, e.Prev, e.Value) }, log)
+		mirror := es.mirror(log)
+		go mirror.Run(ctx)
+		changed, cache = mirror.Changed(), mirrorCache{mirror}
 	}
 	m := newMetrics()
 	a := agent.New(agent.Config{Node: node, Addrs: addrs, Routing: routingMode, Interval: interval, Instance: instanceID(), UplinkMTU: mtu, MeshASN: o.meshASN, BlockReleaseAfter: o.blockRelease, NodeGoneAfter: o.nodeGone},
 		openStore, hostKernel, m, log)
 	if changed != nil {
-		a.WithTrigger(changed)
+		a.WithTrigger(changed).WithCache(cache)
 	}
 	stopBGP, err := startBGP(ctx, log, o, addrs, a)
 	if err != nil {

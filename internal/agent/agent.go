@@ -151,6 +151,15 @@ func (a *Agent) WithNoNAT(s NoNATSets) *Agent { a.noNAT = s; return a }
 // and NAT are in place.
 func (a *Agent) WithSynced(fn func(context.Context, Desired) error) *Agent { a.synced = fn; return a }
 
+// WithCache makes an agent made by New take the nodes and blocks from c
+// (kept by a watch) instead of reading them from the store at each sync.
+func (a *Agent) WithCache(c ClusterCache) *Agent {
+	if s, ok := a.source.(*storeSource); ok {
+		s.cache = c
+	}
+	return a
+}
+
 // WithSpeaker gives the agent a started BGP speaker (bgp routing).
 func (a *Agent) WithSpeaker(s Speaker) *Agent { a.speaker = s; return a }
 

@@ -56,6 +56,19 @@ type storeSource struct {
 	// silent is the first observation of each other node whose
 	// heartbeat was older than NodeGoneAfter.
 	silent map[string]observation
+	// cache, if set, gives the nodes and blocks instead of a read of the
+	// store (duetd's etcd mode: a watch keeps it).
+	cache ClusterCache
+}
+
+// ClusterCache is the store's nodes and blocks as something following it
+// holds them in memory (etcdwatch.Mirror, in duetd). ok is false until it
+// has read them once; the agent then reads the store itself. It may lag
+// the store by the watch's latency: every write the agent bases on it
+// (releasing a block, removing a node) checks the store again in its own
+// transaction.
+type ClusterCache interface {
+	Cluster() (nodes []cluster.Node, blocks []ipam.Block, ok bool)
 }
 
 // observation is a node's heartbeat as seen at a sync.
@@ -74,16 +87,22 @@ func (s *storeSource) Desired(ctx context.Context) (Desired, error) {
 	if err := st.Update(ctx, func(tx store.Tx) error { return cluster.Register(tx, d.Self, now) }); err != nil {
 		return Desired{}, fmt.Errorf("registering this node: %w", err)
 	}
-	err = st.View(ctx, func(tx store.Tx) error {
-		var err error
-		if d.Nodes, err = cluster.List(tx); err != nil {
+	cached := false
+	if s.cache != nil {
+		d.Nodes, d.Blocks, cached = s.cache.Cluster()
+	}
+	if !cached {
+		err = st.View(ctx, func(tx store.Tx) error {
+			var err error
+			if d.Nodes, err = cluster.List(tx); err != nil {
+				return err
+			}
+			d.Blocks, err = ipam.Blocks(tx)
 			return err
+		})
+		if err != nil {
+			return Desired{}, fmt.Errorf("reading the store: %w", err)
 		}
-		d.Blocks, err = ipam.Blocks(tx)
-		return err
-	})
-	if err != nil {
-		return Desired{}, fmt.Errorf("reading the store: %w", err)
 	}
 	if d.Blocks, d.Released, err = s.releaseEmpty(ctx, st, d.Blocks, now); err != nil {
 		return Desired{}, fmt.Errorf("releasing empty blocks: %w", err)

@@ -333,3 +333,58 @@ func TestGoneNodesAreRemoved(t *testing.T) {
 		return nil
 	})
 }
+
+// staleCache is a ClusterCache that lags the store.
+type staleCache struct {
+	nodes  []cluster.Node
+	blocks []ipam.Block
+}
+
+func (c staleCache) Cluster() ([]cluster.Node, []ipam.Block, bool) { return c.nodes, c.blocks, true }
+
+// With a cache, the desired state is the cache's (no read of the store),
+// and a stale cache never makes the agent release a block that is in use:
+// the release checks the store again. IPv6 first.
+func TestCacheInsteadOfStore(t *testing.T) {
+	for _, cidr := range []string{"fd00:cac4::/120", "10.98.0.0/24"} {
+		st := memstore.New()
+		pool, err := ipam.PoolSpec{CIDR: cidr}.Resolve("pools")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a ipam.Allocation
+		if err := st.Update(context.Background(), func(tx store.Tx) (err error) {
+			a, err = ipam.Allocate(tx, ipam.Request{Handle: ipam.Handle{Network: "n", ContainerID: "x", IfName: "eth0"}, Node: "n1", Families: []ipam.Family{pool.Family()}, Pools: []ipam.Pool{pool}})
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		// The cache saw the block before the pod took its address, and a
+		// node the store does not have yet.
+		cache := staleCache{
+			nodes:  []cluster.Node{{Name: "n1"}, {Name: "n9", Addrs: []netip.Addr{ip("fd00::9")}}},
+			blocks: []ipam.Block{{CIDR: a.IPs[0].Block, Pool: pool.CIDR, Node: "n1", Allocs: map[netip.Addr]string{}}},
+		}
+		now := time.Unix(1_000_000, 0)
+		src := &storeSource{cfg: Config{Node: "n1", Addrs: []netip.Addr{ip("fd00::1")}, Routing: routing.Direct, BlockReleaseAfter: time.Minute},
+			open: func() (store.Store, error) { return st, nil }, now: func() time.Time { return now }, empty: map[netip.Prefix]time.Time{}, cache: cache}
+		for range 3 {
+			d, err := src.Desired(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(d.Nodes) != 2 || d.Nodes[1].Name != "n9" {
+				t.Fatalf("%s: nodes %v, want the cache's", cidr, d.Nodes)
+			}
+			if len(d.Released) != 0 {
+				t.Fatalf("%s: released %v, a block the store says is in use", cidr, d.Released)
+			}
+			now = now.Add(2 * time.Minute)
+		}
+		var blocks []ipam.Block
+		_ = st.View(context.Background(), func(tx store.Tx) (err error) { blocks, err = ipam.Blocks(tx); return err })
+		if len(blocks) != 1 {
+			t.Errorf("%s: the store lost the block: %v", cidr, blocks)
+		}
+	}
+}

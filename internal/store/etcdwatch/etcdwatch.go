@@ -1,10 +1,8 @@
-// Package etcdwatch tells duetd when the store in etcd changes, so the
-// agent reconciles at once instead of at its next poll. It only signals
-// "something under the prefix changed"; the agent then reads the whole
-// state, as it does on every sync, so a lost or merged signal costs
-// latency, never correctness (the poll is still there).
-//
-// Equivalent to: `etcdctl watch --prefix /duet/`.
+// Package etcdwatch follows the store in etcd for duetd. Watch only
+// signals "something under the prefix changed" (`etcdctl watch --prefix
+// /duet/`), so a lost or merged signal costs latency, never correctness;
+// Mirror keeps the nodes and blocks themselves in memory, listed once and
+// then followed event by event, so the agent plans without reading etcd.
 package etcdwatch
 
 import (
