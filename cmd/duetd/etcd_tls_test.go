@@ -75,26 +75,39 @@ func TestEtcdTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	changed := etcdwatch.Watch(ctx, cfg.Endpoints, cfg.TLS, watchPrefix, nil)
-	select {
-	case <-changed:
-	case <-time.After(15 * time.Second):
-		t.Fatal("the watch did not start over https within 15s")
-	}
-	st, err := openEtcd(cfg)
+	// What duetd runs: one client for the store and the mirror's watches.
+	es, err := newEtcdStore(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer st.Close()
-	uctx, ucancel := context.WithTimeout(ctx, 10*time.Second)
-	defer ucancel()
-	if err := st.Update(uctx, func(tx store.Tx) error { return tx.Put("nodes/tls", []byte("x")) }); err != nil {
-		t.Fatal(err)
-	}
+	defer es.Close()
+	mirror := es.mirror(nil)
+	go mirror.Run(ctx)
+	changed := mirror.Changed()
 	select {
 	case <-changed:
-	case <-time.After(5 * time.Second):
-		t.Fatal("no watch signal within 5s of a put over https")
+	case <-time.After(15 * time.Second):
+		t.Fatal("the mirror did not list over https within 15s")
+	}
+	st, err := es.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uctx, ucancel := context.WithTimeout(ctx, 10*time.Second)
+	defer ucancel()
+	node := []byte(`{"name":"tls","addrs":["fd00::7"],"routing":"direct"}`)
+	if err := st.Update(uctx, func(tx store.Tx) error { return tx.Put("nodes/tls", node) }); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if nodes, _, ok := (mirrorCache{mirror}).Cluster(); ok && len(nodes) == 1 && nodes[0].Name == "tls" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the mirror did not see a node put over https within 5s")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	// Without a client certificate etcd refuses the handshake; without
