@@ -41,6 +41,9 @@ func TestReadSetConflicts(t *testing.T) {
 		{"DeleteGot", true, func(tx store.Tx) error { return tx.Delete("g/present") }},
 		{"Unrelated", false, func(tx store.Tx) error { return tx.Put("elsewhere", []byte("x")) }},
 		{"SiblingPrefix", false, func(tx store.Tx) error { return tx.Put("pX", []byte("x")) }},
+		// A deletion in another part of the key space: the marker of p/
+		// is not bumped (pods deleted must not undo a block claim).
+		{"DeleteInOtherPart", false, func(tx store.Tx) error { return tx.Delete("q/x") }},
 	}
 	for _, mode := range modes {
 		for _, ch := range changes {
@@ -48,7 +51,7 @@ func TestReadSetConflicts(t *testing.T) {
 				s := openFresh(t, endpoint, mode.cfg)
 				other := openFresh(t, endpoint, Config{Prefix: s.cfg.Prefix})
 				ctx := context.Background()
-				seed(t, other, "p/a", "1", "p/b", "2", "p/c0", "", "p/d0", "", "g/present", "3")
+				seed(t, other, "p/a", "1", "p/b", "2", "p/c0", "", "p/d0", "", "g/present", "3", "q/x", "4")
 				runs := 0
 				err := s.Update(ctx, func(tx store.Tx) error {
 					runs++

@@ -71,6 +71,9 @@ type Store struct {
 	kv  kv.Transport
 	cfg Config
 	// marker is the key every deleting transaction bumps; see commit.
+	// Each top-level part of the key space ("claims/", "handles/") has
+	// its own too (markerOf), so a List guarded by a marker conflicts
+	// only with deletions in its own part.
 	marker string
 }
 
@@ -131,6 +134,26 @@ func (cfg Config) withDefaults() (Config, error) {
 		cfg.MaxTxnOps = DefaultMaxTxnOps
 	}
 	return cfg, nil
+}
+
+// segment is the top-level part of the key space key (or a listed
+// prefix) lies in: up to and including its first '/', or "" when it has
+// none (a prefix such as "" spans every part).
+func segment(key string) string {
+	if i := strings.IndexByte(key, '/'); i >= 0 {
+		return key[:i+1]
+	}
+	return ""
+}
+
+// markerOf is the deletion marker guarding a segment: the store-wide one
+// for "", else a key no List of a user prefix returns (it starts with a
+// NUL byte, which no key of this package's users does).
+func (s *Store) markerOf(seg string) string {
+	if seg == "" {
+		return s.marker
+	}
+	return s.marker + "\x00" + seg
 }
 
 // Close closes the client connections.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 
@@ -43,9 +44,9 @@ type tx struct {
 	// values are in reads).
 	listed map[string][]string
 	writes map[string]write
-	// markerRev is the deletion marker's ModRevision at rev (0: absent),
-	// read by every List.
-	markerRev int64
+	// markerRevs are the ModRevisions at rev (0: absent) of the deletion
+	// markers of the segments listed, read by every List.
+	markerRevs map[string]int64
 	// failed is the first read error, kept so that an attempt whose fn
 	// swallowed it is never committed.
 	failed error
@@ -53,7 +54,7 @@ type tx struct {
 
 func newTx(ctx context.Context, s *Store, readOnly bool) *tx {
 	return &tx{s: s, ctx: ctx, readOnly: readOnly,
-		reads: map[string]read{}, lists: map[string]bool{}, listed: map[string][]string{}, writes: map[string]write{}}
+		reads: map[string]read{}, lists: map[string]bool{}, listed: map[string][]string{}, writes: map[string]write{}, markerRevs: map[string]int64{}}
 }
 
 // fetch runs ops, Ranges at the snapshot, in one read-only Txn (served like
@@ -157,9 +158,20 @@ func (t *tx) Prefetch(keys, prefixes []string) error {
 		return nil
 	}
 	lists := len(ops) > nkeys
+	var segs []string
 	if lists {
-		ops = append(ops, kv.Op{Kind: kv.Range, Key: t.s.marker})
+		for _, p := range what[nkeys:] {
+			if seg := segment(p); !slices.Contains(segs, seg) {
+				if _, ok := t.markerRevs[seg]; !ok {
+					segs = append(segs, seg)
+				}
+			}
+		}
+		for _, seg := range segs {
+			ops = append(ops, kv.Op{Kind: kv.Range, Key: t.s.markerOf(seg)})
+		}
 	}
+	nlists := len(ops) - len(segs)
 	op := "get"
 	if lists {
 		op = "list"
@@ -178,16 +190,19 @@ func (t *tx) Prefetch(keys, prefixes []string) error {
 	if !lists {
 		return nil
 	}
-	if kvs := resps[len(resps)-1]; len(kvs) > 0 {
-		t.markerRev = kvs[0].ModRevision
+	for i, seg := range segs {
+		t.markerRevs[seg] = 0
+		if kvs := resps[nlists+i]; len(kvs) > 0 {
+			t.markerRevs[seg] = kvs[0].ModRevision
+		}
 	}
 	for i, p := range what[nkeys:] {
 		t.lists[p] = true
 		listed := []string{}
 		for _, e := range resps[nkeys+i] {
 			key := strings.TrimPrefix(e.Key, t.s.cfg.Prefix)
-			if key == "" {
-				continue // the deletion marker, not a user key
+			if key == "" || key[0] == 0 {
+				continue // a deletion marker, not a user key
 			}
 			t.reads[key] = read{value: e.Value, present: true, modRev: e.ModRevision}
 			listed = append(listed, key)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -36,9 +37,13 @@ var ErrConflict = errors.New("etcd store: transaction kept conflicting with conc
 //
 // so fn would have computed the same writes had it run atomically at C.
 // Deletions of listed keys are caught by a per-key comparison, or, when the
-// read set is too large for one Txn (Config.MaxTxnOps), by a marker key that
-// every Update that deletes bumps: then a deletion made by a writer other
-// than this package (etcdctl del) under a listed prefix is not detected.
+// read set is too large for one Txn (Config.MaxTxnOps), by marker keys that
+// every Update that deletes bumps: one store-wide, and one for each
+// top-level part of the key space it deleted in ("handles/"), so a large
+// List of one part conflicts only with deletions in that part (a cluster
+// deleting pods at 100/s must not starve every block claim). A deletion
+// made by a writer other than this package (etcdctl del) under a listed
+// prefix is then not detected.
 //
 // fn's own error is returned unchanged and nothing is written. An Update
 // whose fn writes nothing commits nothing (it is serializable at R, which a
@@ -47,7 +52,8 @@ var ErrConflict = errors.New("etcd store: transaction kept conflicting with conc
 // store.ErrUnavailable (or ctx's error) and the writes may or may not be
 // applied, so callers should retry idempotently, as IPAM's per-handle
 // allocation does. Compaction of the snapshot revision restarts the
-// attempt. The empty key is reserved (it is the marker).
+// attempt. The empty key and keys starting with a NUL byte are reserved
+// (the markers).
 func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if s.cfg.HostLock != "" {
 		l, ok, err := hostlock.Acquire(s.cfg.HostLock, false, s.cfg.RequestTimeout)
@@ -129,18 +135,23 @@ func (t *tx) commit() (ok bool, err error) {
 		return false, err
 	}
 	var ops []kv.Op
-	deletes := false
+	var deleted []string // segments with a deletion, "" (store-wide) first
 	for _, key := range sortedKeys(t.writes) {
 		w := t.writes[key]
 		if w.del {
-			deletes = true
+			if len(deleted) == 0 {
+				deleted = append(deleted, "")
+			}
+			if seg := segment(key); !slices.Contains(deleted, seg) {
+				deleted = append(deleted, seg)
+			}
 			ops = append(ops, kv.Op{Kind: kv.Delete, Key: t.s.cfg.Prefix + key})
 		} else {
 			ops = append(ops, kv.Op{Kind: kv.Put, Key: t.s.cfg.Prefix + key, Value: w.value})
 		}
 	}
-	if deletes {
-		ops = append(ops, kv.Op{Kind: kv.Put, Key: t.s.marker})
+	for _, seg := range deleted {
+		ops = append(ops, kv.Op{Kind: kv.Put, Key: t.s.markerOf(seg)})
 	}
 	if limit := t.s.cfg.MaxTxnOps; len(ops) > limit {
 		return false, fmt.Errorf("etcd store: transaction writes %d keys, more than the %d etcd allows in one (server --max-txn-ops, Config.MaxTxnOps)", len(ops), limit)
@@ -179,7 +190,16 @@ func (t *tx) compares() ([]kv.Cmp, error) {
 	limit := t.s.cfg.MaxTxnOps
 	covered := func(string) bool { return false }
 	if len(cmps)+len(t.reads) > limit && len(prefixes) > 0 {
-		cmps = append(cmps, kv.Cmp{Key: t.s.marker, Op: kv.Equal, ModRev: t.markerRev})
+		// Each listed prefix's segment marker: bumped by every deletion
+		// in that part of the key space, so a large read of claims/ is
+		// not undone by pods deleted under handles/.
+		var segs []string
+		for _, p := range prefixes {
+			if seg := segment(p); !slices.Contains(segs, seg) {
+				segs = append(segs, seg)
+				cmps = append(cmps, kv.Cmp{Key: t.s.markerOf(seg), Op: kv.Equal, ModRev: t.markerRevs[seg]})
+			}
+		}
 		covered = func(k string) bool {
 			for _, p := range prefixes {
 				if strings.HasPrefix(k, p) {
