@@ -60,7 +60,7 @@ fuzz:
 	$(GO) test ./internal/doctor/ -run XXX -fuzz FuzzParse -fuzztime 60s
 
 bench: build
-	$(GO) test -run XXX -bench . -benchtime 1x -count 1 -timeout 30m ./bench/... ./internal/bgp/ ./internal/store/etcd/
+	$(GO) test -run XXX -bench . -benchtime 1x -count 1 -timeout 30m $$($(GO) list ./bench/... | grep -v /bench/scale) ./internal/bgp/ ./internal/store/etcd/
 	$(MAKE) bench-kube
 
 # The kube lab's benchmark: pod ready latency under the kubelet, duet
