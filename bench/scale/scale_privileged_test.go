@@ -136,8 +136,12 @@ func upLab(tb testing.TB) lab.State {
 	return s
 }
 
+// simV4 simulated nodes have an IPv4 address too (.100-.189 of the lab's
+// /24); the nodes added while measuring take .210 on.
+const simV4 = 90
+
 // simNode is a simulated node: an underlay address on the lab's switch
-// (IPv6 for every node; IPv4 only for the first ones, the /24 being
+// (IPv6 for every node; IPv4 only for the first simV4, the /24 being
 // small), so the agents route its blocks as a real node's.
 type simNode struct {
 	name  string
@@ -151,7 +155,7 @@ func simNodes(n int) []simNode {
 		id := 0x1000 + i
 		a6[14], a6[15] = byte(id>>8), byte(id)
 		out[i] = simNode{name: fmt.Sprintf("sim%05d", i), addrs: []netip.Addr{netip.AddrFrom16(a6)}}
-		if i < 150 {
+		if i < simV4 {
 			a4 := lab.Underlay4.Addr().As4()
 			a4[3] = byte(100 + i)
 			out[i].addrs = append(out[i].addrs, netip.AddrFrom4(a4))
@@ -233,10 +237,20 @@ func simulate(tb testing.TB, s lab.State, nodes, pods int, window time.Duration,
 	began := time.Now()
 	var lat []time.Duration
 	for k := range samples {
+		// A node with both families: its two new blocks, each routed via
+		// the node's address of its family, IPv6 first.
 		n := simNodes(nodes + k + 1)[nodes+k]
-		n.name = fmt.Sprintf("new%05d-%d", k, nodes)
-		committed, block := newNode(tb, st, n)
-		lat = append(lat, waitRoute(tb, s, block, n.addrs[0]).Sub(committed))
+		a4 := lab.Underlay4.Addr().As4()
+		a4[3] = byte(210 + k%40)
+		n.name, n.addrs = fmt.Sprintf("new%05d-%d", k, nodes), []netip.Addr{n.addrs[0], netip.AddrFrom4(a4)}
+		committed, blocks := newNode(tb, st, n)
+		var routed time.Time
+		for i, b := range blocks {
+			if t := waitRoute(tb, s, b, n.addrs[i]); t.After(routed) {
+				routed = t
+			}
+		}
+		lat = append(lat, routed.Sub(committed))
 		time.Sleep(window / time.Duration(samples+1))
 	}
 	if rest := window - time.Since(began); rest > 0 {
@@ -301,7 +315,7 @@ func simBlocks(tb testing.TB, st store.Store) map[netip.Prefix]bool {
 	err := st.View(context.Background(), func(tx store.Tx) error {
 		bs, err := ipam.Blocks(tx)
 		for _, b := range bs {
-			if strings.HasPrefix(b.Node, "sim") && (b.CIDR.Addr().Is6() || simIndex(b.Node) < 150) {
+			if strings.HasPrefix(b.Node, "sim") && (b.CIDR.Addr().Is6() || simIndex(b.Node) < simV4) {
 				want[b.CIDR] = true
 			}
 		}
@@ -365,27 +379,28 @@ func routes(tb testing.TB, netnsName string) map[netip.Prefix]bool {
 }
 
 // newNode registers n and gives it one pod, and returns when that
-// committed and the block it claimed.
-func newNode(tb testing.TB, st store.Store, n simNode) (time.Time, netip.Prefix) {
+// committed and the blocks it claimed, IPv6 first.
+func newNode(tb testing.TB, st store.Store, n simNode) (time.Time, []netip.Prefix) {
 	tb.Helper()
-	var block netip.Prefix
+	var blocks []netip.Prefix
 	err := st.Update(context.Background(), func(tx store.Tx) error {
+		blocks = nil // the store may run this again
 		if err := register(tx, n, time.Now()); err != nil {
 			return err
 		}
 		a, err := ipam.Allocate(tx, ipam.Request{
 			Handle: ipam.Handle{Network: "sim", ContainerID: n.name, IfName: "eth0"},
-			Node:   n.name, Families: []ipam.Family{ipam.IPv6}, Pools: []ipam.Pool{simPool6},
+			Node:   n.name, Families: simFamilies, Pools: []ipam.Pool{simPool6, simPool4},
 		})
-		if err == nil {
-			block = a.IPs[0].Block
+		for _, ip := range a.IPs {
+			blocks = append(blocks, ip.Block)
 		}
 		return err
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return time.Now(), block
+	return time.Now(), blocks
 }
 
 // waitRoute waits until every agent routes block through via, polling
