@@ -212,16 +212,6 @@ func (e *etcdStore) open() (store.Store, error) {
 	return keepOpen{e.st}, nil
 }
 
-// openEtcd opens the store over etcd's gRPC client (kvgrpc), which suits
-// a long-lived process; the plugin's open.Store uses the JSON gateway.
-func openEtcd(cfg etcd.Config) (store.Store, error) {
-	t, err := kvgrpc.Dial(cfg.Endpoints, etcd.DefaultDialTimeout, cfg.TLS, nil)
-	if err != nil {
-		return nil, err
-	}
-	return etcd.OpenTransport(cfg, t) // closes t on error
-}
-
 // Close closes the store and the client at exit.
 func (e *etcdStore) Close() {
 	e.mu.Lock()
@@ -283,9 +273,6 @@ func (c mirrorCache) Cluster() ([]cluster.Node, []ipam.Block, bool) {
 type keepOpen struct{ store.Store }
 
 func (keepOpen) Close() error { return nil }
-
-// watchPrefix is where the store keeps its keys in etcd.
-const watchPrefix = etcd.DefaultPrefix
 
 // runEtcdOnly serves the embedded etcd and /healthz until ctx ends or etcd
 // fails: a store host, with no agent and nothing programmed.

@@ -11,7 +11,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/duetnet/duet/internal/store"
-	"github.com/duetnet/duet/internal/store/etcdwatch"
 )
 
 // startTLSEtcd runs an etcd that serves clients over https only and asks
@@ -116,19 +115,29 @@ func TestEtcdTLS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st, err := openEtcd(noCert); err == nil {
-		vctx, vcancel := context.WithTimeout(ctx, 3*time.Second)
-		err = st.View(vctx, func(tx store.Tx) error { _, _, err := tx.Get("nodes/tls"); return err })
-		vcancel()
-		st.Close()
-		if err == nil {
-			t.Error("read the store without a client certificate")
+	if es, err := newEtcdStore(noCert); err == nil {
+		if st, err := es.open(); err == nil {
+			vctx, vcancel := context.WithTimeout(ctx, 3*time.Second)
+			err = st.View(vctx, func(tx store.Tx) error { _, _, err := tx.Get("nodes/tls"); return err })
+			vcancel()
+			if err == nil {
+				t.Error("read the store without a client certificate")
+			}
 		}
+		es.Close()
 	}
-	noTLS := etcdwatch.Watch(ctx, cfg.Endpoints, nil, watchPrefix, nil)
+	noTLSCfg := cfg
+	noTLSCfg.TLS = nil
+	noTLS, err := newEtcdStore(noTLSCfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer noTLS.Close()
+	m := noTLS.mirror(nil)
+	go m.Run(ctx)
 	select {
-	case <-noTLS:
-		t.Error("a watch without the CA and client certificate started")
+	case <-m.Changed():
+		t.Error("a mirror without the CA and client certificate listed")
 	case <-time.After(2 * time.Second):
 	}
 }

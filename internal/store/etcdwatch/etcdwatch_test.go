@@ -22,6 +22,26 @@ func startEtcd(t *testing.T, dir string, u url.URL) *etcdserver.Server {
 	return s
 }
 
+// startLocal runs etcd on a free port of [::1] with its data in dir, and
+// a client of it.
+func startLocal(t *testing.T) (s *etcdserver.Server, dir string, u url.URL, cli *clientv3.Client) {
+	t.Helper()
+	l, err := net.Listen("tcp", "[::1]:0")
+	if err != nil {
+		t.Fatalf("no ::1: %v", err)
+	}
+	u = url.URL{Scheme: "http", Host: l.Addr().String()}
+	l.Close()
+	dir = t.TempDir()
+	s = startEtcd(t, dir, u)
+	cli, err = clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close() })
+	return s, dir, u, cli
+}
+
 func signalled(c <-chan struct{}, within time.Duration) bool {
 	select {
 	case <-c:
@@ -31,110 +51,77 @@ func signalled(c <-chan struct{}, within time.Duration) bool {
 	}
 }
 
-func TestWatch(t *testing.T) {
-	l, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Skipf("no ::1: %v", err)
-	}
-	u := url.URL{Scheme: "http", Host: l.Addr().String()}
-	l.Close()
-	dir := t.TempDir()
-	s := startEtcd(t, dir, u)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+// TestMirrorSignals: the mirror signals once its parts are listed, then
+// for each change under them, never for one outside them, at most once
+// pending for a storm, and again after etcd restarts. The filter sees the
+// key without the prefix and the values before and after.
+func TestMirrorSignals(t *testing.T) {
+	s, dir, u, cli := startLocal(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	put := func(k string) {
+	put := func(k, v string) {
 		t.Helper()
 		pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
-		if _, err := cli.Put(pctx, k, time.Now().String()); err != nil {
+		if _, err := cli.Put(pctx, k, v); err != nil {
 			t.Fatal(err)
 		}
 	}
-	c := Watch(ctx, s.Endpoints(), nil, "/duet/", nil)
-	if !signalled(c, time.Second) {
-		t.Fatal("no signal when the watch started")
+	seen := make(chan Event, 64)
+	decode := func(_, _ string, v []byte) (any, error) { return string(v), nil }
+	m := NewMirror(cli, "/duet/", []string{"claims/"}, decode, func(e Event) bool {
+		select {
+		case seen <- e:
+		default:
+		}
+		return e.Prev == nil || string(e.Value) != "quiet" // a rewrite to "quiet" does not matter
+	}, nil)
+	go m.Run(ctx)
+	if !signalled(m.Changed(), 5*time.Second) {
+		t.Fatal("no signal when the mirror had listed")
 	}
 	time.Sleep(200 * time.Millisecond)
-	if signalled(c, 0) {
+	if signalled(m.Changed(), 0) {
 		t.Fatal("a second signal before any change")
 	}
 
-	put("/duet/nodes/a")
-	if !signalled(c, time.Second) {
+	put("/duet/claims/fd00::/122", "n1")
+	if !signalled(m.Changed(), time.Second) {
 		t.Fatal("no signal within 1s of a put under the prefix")
 	}
-	put("/other/x")
-	if signalled(c, 500*time.Millisecond) {
-		t.Fatal("signal for a put outside the prefix")
+	if e := <-seen; e.Key != "claims/fd00::/122" || e.Prev != nil || string(e.Value) != "n1" {
+		t.Errorf("filter saw %+v", e)
+	}
+	put("/duet/claims/fd00::/122", "quiet")
+	if signalled(m.Changed(), 500*time.Millisecond) {
+		t.Fatal("signal for a change the filter calls irrelevant")
+	}
+	if e := <-seen; string(e.Prev) != "n1" || string(e.Value) != "quiet" {
+		t.Errorf("filter saw %+v, want the value before and after", e)
+	}
+	put("/other/x", "x")
+	put("/duet/nodes/x", "x") // not a mirrored part
+	if signalled(m.Changed(), 500*time.Millisecond) {
+		t.Fatal("signal for a put outside the mirrored parts")
 	}
 	for i := 0; i < 20; i++ {
-		put("/duet/storm")
+		put("/duet/claims/storm", "s")
+		put("/duet/claims/storm", "quiet") // keep each put of "s" a relevant change
 	}
-	if !signalled(c, time.Second) {
+	if !signalled(m.Changed(), time.Second) {
 		t.Fatal("no signal for a storm of puts")
 	}
 	time.Sleep(200 * time.Millisecond)
-	if signalled(c, 0) && signalled(c, 0) {
+	if signalled(m.Changed(), 0) && signalled(m.Changed(), 0) {
 		t.Fatal("a storm left more than one signal pending")
 	}
 
 	// etcd restarts (same data, same address): the watch comes back.
 	s.Close()
 	time.Sleep(500 * time.Millisecond)
-	s = startEtcd(t, dir, u)
-	put("/duet/nodes/b")
-	if !signalled(c, 15*time.Second) {
+	startEtcd(t, dir, u)
+	put("/duet/claims/fd00::40/122", "n2")
+	if !signalled(m.Changed(), 15*time.Second) {
 		t.Fatal("no signal for a put after etcd restarted")
-	}
-}
-
-// TestWatchRelevant checks that the filter sees the key without the
-// prefix and the values before and after, and that only relevant changes
-// signal.
-func TestWatchRelevant(t *testing.T) {
-	l, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u := url.URL{Scheme: "http", Host: l.Addr().String()}
-	l.Close()
-	s := startEtcd(t, t.TempDir(), u)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	seen := make(chan Event, 16)
-	c := WatchRelevant(ctx, s.Endpoints(), nil, "/duet/", func(e Event) bool {
-		seen <- e
-		return e.Prev == nil // only new keys matter
-	}, nil)
-	if !signalled(c, time.Second) {
-		t.Fatal("no signal when the watch started")
-	}
-	if _, err := cli.Put(ctx, "/duet/claims/fd00::/122", "n1"); err != nil {
-		t.Fatal(err)
-	}
-	if !signalled(c, time.Second) {
-		t.Fatal("no signal for a new key")
-	}
-	if e := <-seen; e.Key != "claims/fd00::/122" || e.Prev != nil || string(e.Value) != "n1" {
-		t.Errorf("filter saw %+v", e)
-	}
-	if _, err := cli.Put(ctx, "/duet/claims/fd00::/122", "n2"); err != nil {
-		t.Fatal(err)
-	}
-	if signalled(c, 500*time.Millisecond) {
-		t.Fatal("signal for a change the filter calls irrelevant")
-	}
-	if e := <-seen; string(e.Prev) != "n1" || string(e.Value) != "n2" {
-		t.Errorf("filter saw %+v, want the value before and after", e)
 	}
 }

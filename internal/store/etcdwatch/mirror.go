@@ -82,18 +82,7 @@ func (m *Mirror) signal() {
 }
 
 func (m *Mirror) follow(ctx context.Context, part string) {
-	backoff := minBackoff
-	wait := func() bool {
-		t := time.NewTimer(backoff)
-		defer t.Stop()
-		backoff = min(2*backoff, maxBackoff)
-		select {
-		case <-ctx.Done():
-			return false
-		case <-t.C:
-			return true
-		}
-	}
+	var b backoff
 	var rev int64 // the next revision to watch from; 0: list first
 	for ctx.Err() == nil {
 		if rev == 0 {
@@ -102,12 +91,12 @@ func (m *Mirror) follow(ctx context.Context, part string) {
 				if ctx.Err() == nil {
 					m.log.Warn("etcd mirror: cannot list; retrying (is etcd running?)", "part", part, "err", err)
 				}
-				if !wait() {
+				if !b.wait(ctx) {
 					return
 				}
 				continue
 			}
-			backoff = minBackoff
+			b.reset()
 			m.signal()
 		}
 		next, err := m.watch(ctx, part, rev)
@@ -120,11 +109,11 @@ func (m *Mirror) follow(ctx context.Context, part string) {
 			continue
 		}
 		if next > rev {
-			backoff = minBackoff
+			b.reset() // it was working: retry soon
 		}
 		rev = next
 		m.log.Debug("etcd mirror: stream ended; watching again", "part", part, "revision", rev, "err", err)
-		if !wait() {
+		if !b.wait(ctx) {
 			return
 		}
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"maps"
-	"net"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -17,19 +15,7 @@ import (
 // event by event (signalling only relevant ones), lists again after a
 // compaction it missed, and comes back after etcd restarts.
 func TestMirror(t *testing.T) {
-	l, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Fatalf("no ::1: %v", err)
-	}
-	u := url.URL{Scheme: "http", Host: l.Addr().String()}
-	l.Close()
-	dir := t.TempDir()
-	s := startEtcd(t, dir, u)
-	cli, err := clientv3.New(clientv3.Config{Endpoints: s.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cli.Close()
+	s, dir, u, cli := startLocal(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	put := func(k, v string) {
