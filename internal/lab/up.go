@@ -315,39 +315,40 @@ func RestartDuetd(s State, binDir, node string) (State, error) {
 // StopDuetd stops a node's duetd (SIGTERM, then waits up to a second), and
 // leaves everything it programmed in place.
 func StopDuetd(s State, node string) error {
-	i, err := nodeIndex(s, node)
-	if err != nil {
-		return err
-	}
-	if p, err := os.FindProcess(s.PIDs[i]); err == nil {
-		_ = p.Signal(syscall.SIGTERM)
-		for j := 0; j < 50 && p.Signal(syscall.Signal(0)) == nil; j++ {
-			time.Sleep(20 * time.Millisecond)
-		}
-	}
-	return nil
+	_, err := signalDuetd(s, node, syscall.SIGTERM)
+	return err
 }
 
 // KillDuetd kills a node's duetd with SIGKILL, as the OOM killer or a
 // crashing node would, and waits for it to be gone: nothing it programmed
 // is cleaned up, no BGP NOTIFICATION is sent.
 func KillDuetd(s State, node string) error {
+	gone, err := signalDuetd(s, node, syscall.SIGKILL)
+	if err == nil && !gone {
+		err = fmt.Errorf("duetd of %s still runs a second after SIGKILL", node)
+	}
+	return err
+}
+
+// signalDuetd signals a node's duetd and waits up to a second for it to
+// exit; gone says whether it did.
+func signalDuetd(s State, node string, sig syscall.Signal) (gone bool, err error) {
 	i, err := nodeIndex(s, node)
 	if err != nil {
-		return err
+		return false, err
 	}
 	p, err := os.FindProcess(s.PIDs[i])
 	if err != nil {
-		return nil
+		return true, nil
 	}
-	_ = p.Signal(syscall.SIGKILL)
-	for j := 0; j < 250 && p.Signal(syscall.Signal(0)) == nil; j++ {
+	_ = p.Signal(sig)
+	for j := 0; j < 250; j++ {
+		if p.Signal(syscall.Signal(0)) != nil {
+			return true, nil
+		}
 		time.Sleep(4 * time.Millisecond)
 	}
-	if p.Signal(syscall.Signal(0)) == nil {
-		return fmt.Errorf("duetd of %s (pid %d) still runs a second after SIGKILL", node, s.PIDs[i])
-	}
-	return nil
+	return false, nil
 }
 
 // StartDuetd starts a node's duetd again and saves its new pid.
@@ -418,9 +419,21 @@ func AddPod(ctx context.Context, s State, binDir string, p Pod) ([]netip.Addr, e
 // DelPod runs CNI DEL for a pod AddPod added, inside its node's namespace,
 // and removes the pod's namespace.
 func DelPod(ctx context.Context, s State, binDir string, p Pod) error {
+	err := inNodeCNI(s, binDir, p.Node, &linePrefixer{w: os.Stderr, prefix: p.Node + ": "}, func(cni *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
+		return cni.DelNetworkList(ctx, list, &libcni.RuntimeConf{ContainerID: p.Name, NetNS: "/var/run/netns/" + p.NetNS, IfName: "eth0"})
+	})
+	if err != nil {
+		return fmt.Errorf("CNI DEL of %s on %s: %w", p.Name, p.Node, err)
+	}
+	return ip("netns", "delete", p.NetNS)
+}
+
+// inNodeCNI runs f with the lab's CNI configuration for node, in node's
+// namespace, so the plugin's host is the node.
+func inNodeCNI(s State, binDir, node string, stderr io.Writer, f func(*libcni.CNIConfig, *libcni.NetworkConfigList) error) error {
 	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(s.Datadir, "cni-cache"),
-		&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: &linePrefixer{w: os.Stderr, prefix: p.Node + ": "}}, PluginDecoder: version.PluginDecoder{}})
-	raw, err := ConfList(s, p.Node)
+		&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: stderr}, PluginDecoder: version.PluginDecoder{}})
+	raw, err := ConfList(s, node)
 	if err != nil {
 		return err
 	}
@@ -428,18 +441,12 @@ func DelPod(ctx context.Context, s State, binDir string, p Pod) error {
 	if err != nil {
 		return err
 	}
-	nodeNS, err := ns.GetNS("/var/run/netns/" + Prefix + p.Node)
+	nodeNS, err := ns.GetNS("/var/run/netns/" + Prefix + node)
 	if err != nil {
 		return err
 	}
 	defer nodeNS.Close()
-	err = nodeNS.Do(func(ns.NetNS) error {
-		return cni.DelNetworkList(ctx, list, &libcni.RuntimeConf{ContainerID: p.Name, NetNS: "/var/run/netns/" + p.NetNS, IfName: "eth0"})
-	})
-	if err != nil {
-		return fmt.Errorf("CNI DEL of %s on %s: %w", p.Name, p.Node, err)
-	}
-	return ip("netns", "delete", p.NetNS)
+	return nodeNS.Do(func(ns.NetNS) error { return f(cni, list) })
 }
 
 // linePrefixer writes each line with a prefix: the plugin's log lines
@@ -492,26 +499,11 @@ func (s State) Node(name string) (Node, error) {
 // addPod creates the pod's namespace and runs CNI ADD inside its node's
 // namespace, so the plugin's host is the node.
 func addPod(ctx context.Context, binDir string, s State, p Pod, stderr io.Writer) ([]netip.Addr, error) {
-	cni := libcni.NewCNIConfigWithCacheDir([]string{binDir}, filepath.Join(s.Datadir, "cni-cache"),
-		&invoke.DefaultExec{RawExec: &invoke.RawExec{Stderr: stderr}, PluginDecoder: version.PluginDecoder{}})
 	if err := ip("netns", "add", p.NetNS); err != nil {
 		return nil, err
 	}
-	raw, err := ConfList(s, p.Node)
-	if err != nil {
-		return nil, err
-	}
-	list, err := libcni.ConfListFromBytes(raw)
-	if err != nil {
-		return nil, err
-	}
-	nodeNS, err := ns.GetNS("/var/run/netns/" + Prefix + p.Node)
-	if err != nil {
-		return nil, err
-	}
-	defer nodeNS.Close()
 	var res *current.Result
-	err = nodeNS.Do(func(ns.NetNS) error {
+	err := inNodeCNI(s, binDir, p.Node, stderr, func(cni *libcni.CNIConfig, list *libcni.NetworkConfigList) error {
 		r, err := cni.AddNetworkList(ctx, list, &libcni.RuntimeConf{ContainerID: p.Name, NetNS: "/var/run/netns/" + p.NetNS, IfName: "eth0"})
 		if err != nil {
 			return err

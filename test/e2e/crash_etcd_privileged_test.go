@@ -99,15 +99,10 @@ func TestKilledOnEtcd(t *testing.T) {
 		return
 	}
 
-	allocs, _ := readEtcd(t, endpoint)
-	seen := map[netip.Addr]string{}
+	v := etcdView(t, endpoint)
+	holders(t, v) // no address twice, blocks and allocations agreeing
+	allocs := v.Allocations
 	for _, a := range allocs {
-		for _, ip := range a.IPs {
-			if other, dup := seen[ip.Address.Addr()]; dup {
-				t.Errorf("etcd holds %s for both %s and %s", ip.Address.Addr(), other, a.Handle)
-			}
-			seen[ip.Address.Addr()] = a.Handle.String()
-		}
 		if !k.abandoned[a.Handle.ContainerID] {
 			t.Errorf("allocation %s left by a pod that was deleted", a.Handle)
 		}

@@ -15,7 +15,6 @@ package e2e
 import (
 	"fmt"
 	"net"
-	"net/netip"
 	"net/url"
 	"slices"
 	"sync"
@@ -84,19 +83,7 @@ func TestEtcdLosingMembers(t *testing.T) {
 	if limit := etcd.DefaultDialTimeout + etcd.DefaultRequestTimeout + 2*time.Second; took > limit {
 		t.Errorf("ADD without quorum took %s, beyond the plugin's request timeout (%s)", took, limit)
 	}
-	for l := range dtLinks(t) {
-		if !links[l] {
-			t.Errorf("new host link %s after the failed ADD", l)
-		}
-	}
-	for r := range testRoutes(t) {
-		if !routes[r] {
-			t.Errorf("new host route %s after the failed ADD", r)
-		}
-	}
-	if linkExists(t, "", p.hostIf(n)) || nftMentions(t, p.hostIf(n)) {
-		t.Errorf("the failed ADD left its host end %s or its nftables elements", p.hostIf(n))
-	}
+	kernelUntouched(t, n, p, links, routes)
 	// DEL without quorum: the kernel side goes, the store's part is for
 	// later (the runtime retries DEL until it succeeds).
 	if err := n.cni.DelNetworkList(t.Context(), n.list, live[0].rt()); err == nil {
@@ -116,7 +103,8 @@ func TestEtcdLosingMembers(t *testing.T) {
 	}
 	addSome("recovered", 2)
 
-	allocs, _ := readEtcd(t, c.endpoints()[0])
+	v := etcdView(t, c.endpoints()[0])
+	allocs := v.Allocations
 	var got, want []string
 	for _, a := range allocs {
 		got = append(got, a.Handle.String())
@@ -129,15 +117,7 @@ func TestEtcdLosingMembers(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("after recovery etcd holds\n%v\nwant exactly the live pods\n%v", got, want)
 	}
-	seen := map[netip.Addr]string{}
-	for _, a := range allocs {
-		for _, ip := range a.IPs {
-			if other, dup := seen[ip.Address.Addr()]; dup {
-				t.Errorf("%s held by both %s and %s", ip.Address.Addr(), other, a.Handle)
-			}
-			seen[ip.Address.Addr()] = a.Handle.String()
-		}
-	}
+	seen := holders(t, v) // no address twice, blocks and allocations agreeing
 	for _, v6 := range []bool{true, false} {
 		dst, _ := live[len(live)-1].addr(v6)
 		ping(t, live[0].ns, dst)

@@ -188,6 +188,13 @@ func readEtcd(t *testing.T, endpoint string) ([]ipam.Allocation, []ipam.Block) {
 	return allocs, blocks
 }
 
+// etcdView is readEtcd as a storeView, for holders.
+func etcdView(t *testing.T, endpoint string) storeView {
+	t.Helper()
+	allocs, blocks := readEtcd(t, endpoint)
+	return storeView{Allocations: allocs, Blocks: blocks}
+}
+
 // startEtcd runs a single-member etcd on [::1] with its data under
 // t.TempDir(); stop (also run in cleanup) shuts it down.
 func startEtcd(t *testing.T) (endpoint string, stop func()) {

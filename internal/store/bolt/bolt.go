@@ -16,8 +16,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -68,12 +66,8 @@ func Open(path string, opts Options) (*Store, error) {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	if !opts.ReadOnly {
-		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-			return nil, fmt.Errorf("open duet store %s: %w", path, err)
-		}
-	}
 	start := time.Now()
+	// A writer's lock creates the directory (0700) too.
 	ql, ok, err := hostlock.Acquire(path+".lock", opts.ReadOnly, timeout)
 	if err != nil {
 		return nil, fmt.Errorf("open duet store %s: %w", path, err)
