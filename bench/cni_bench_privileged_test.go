@@ -26,7 +26,6 @@ package bench
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strconv"
@@ -84,9 +83,7 @@ func BenchmarkCNIAddDelFirstPing(b *testing.B) {
 		}
 	}
 	bins := b.TempDir()
-	if out, err := exec.Command("go", "build", "-o", bins+"/", "github.com/duetnet/duet/cmd/duet").CombinedOutput(); err != nil {
-		b.Fatalf("go build ./cmd/duet: %v\n%s", err, out)
-	}
+	buildShipped(b, bins, "github.com/duetnet/duet/cmd/duet")
 	duet := &plugin{name: "duet", conf: func(state string) string {
 		return fmt.Sprintf(`{"cniVersion":"1.0.0","name":"bench-duet","plugins":[{"type":"duet","nodeName":"bench",
 			"datastore":{"path":%q},"pools":[{"cidr":"fd00:be::/48"},{"cidr":"10.251.0.0/16"}]}]}`, filepath.Join(state, "duet.db"))

@@ -16,9 +16,7 @@ import (
 // plugin; asserts nothing. Needs no root.
 func BenchmarkStartup(b *testing.B) {
 	bins := b.TempDir()
-	if out, err := exec.Command("go", "build", "-trimpath", "-o", bins+"/", "github.com/duetnet/duet/cmd/duet", "github.com/duetnet/duet/cmd/duet-ipam").CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	buildShipped(b, bins, "github.com/duetnet/duet/cmd/duet", "github.com/duetnet/duet/cmd/duet-ipam")
 	paths := map[string]string{"duet": filepath.Join(bins, "duet"), "duet-ipam": filepath.Join(bins, "duet-ipam")}
 	for _, ref := range []string{"bridge", "host-local"} {
 		p := filepath.Join(refPluginDir, ref)

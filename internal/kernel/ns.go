@@ -17,6 +17,7 @@ import (
 	"github.com/containernetworking/plugins/pkg/ns"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 )
 
 // ErrNoNetNS is wrapped by OpenNS when the path does not exist or is not a
@@ -31,7 +32,8 @@ var ErrNotFound = errors.New("not found")
 // ErrExists is wrapped when a link to create already exists.
 var ErrExists = errors.New("already exists")
 
-// NS is an open network namespace: a netlink socket bound to it and, for a
+// NS is an open network namespace: a netlink socket bound to it (routing
+// only: duet's nftables calls open their own) and, for a
 // namespace other than the caller's own, the file that names it (for
 // sysctls, which must be written from inside).
 type NS struct {
@@ -53,7 +55,7 @@ func OpenNS(path string) (*NS, error) {
 		}
 		return nil, fmt.Errorf("open netns %s: %w", path, err)
 	}
-	h, err := netlinksafe.NewHandleAt(netns.NsHandle(nsh.Fd()))
+	h, err := netlinksafe.NewHandleAt(netns.NsHandle(nsh.Fd()), unix.NETLINK_ROUTE)
 	if err != nil {
 		nsh.Close()
 		return nil, fmt.Errorf("netlink handle in %s: %w", path, err)
@@ -64,7 +66,7 @@ func OpenNS(path string) (*NS, error) {
 // HostNS opens the caller's own network namespace, the host's for a CNI
 // plugin or duetd.
 func HostNS() (*NS, error) {
-	h, err := netlinksafe.NewHandle()
+	h, err := netlinksafe.NewHandle(unix.NETLINK_ROUTE)
 	if err != nil {
 		return nil, fmt.Errorf("netlink handle: %w", err)
 	}

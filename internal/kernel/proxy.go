@@ -30,28 +30,34 @@ type OnLinkPrefix struct {
 // interfaces, except lo and duet's pod veths ("dt…") and VXLAN device:
 // the links other hosts may look for pod addresses on. A duet bridge's
 // prefixes are listed too; callers drop those inside a pool.
+//
+// One address dump serves every interface, and only the interfaces that
+// hold a candidate prefix are looked up by index: a node's pod veths have
+// link-local addresses only, so the cost stays that of one dump however
+// many pods there are (the CNI plugin asks on every ADD).
 func (n *NS) OnLinkPrefixes() ([]OnLinkPrefix, error) {
-	links, err := n.h.LinkList()
+	addrs, err := retry(func() ([]netlink.Addr, error) { return n.h.AddrList(nil, netlink.FAMILY_ALL) })
 	if err != nil {
-		return nil, fmt.Errorf("list links in %s: %w", n, err)
+		return nil, fmt.Errorf("list addresses in %s: %w", n, err)
 	}
+	names := map[int]string{}
 	var out []OnLinkPrefix
-	for _, l := range links {
-		name := l.Attrs().Name
-		if name == "lo" || strings.HasPrefix(name, "dt") || name == VXLANDev {
+	for _, a := range addrs {
+		p, ok := prefixOf(a.IPNet, true)
+		if !ok || !p.Addr().IsGlobalUnicast() || p.Addr().IsLinkLocalUnicast() || p.IsSingleIP() {
 			continue
 		}
-		addrs, err := n.h.AddrList(l, netlink.FAMILY_ALL)
-		if err != nil {
-			continue
-		}
-		for _, a := range addrs {
-			p, ok := prefixOf(a.IPNet, true)
-			if !ok || !p.Addr().IsGlobalUnicast() || p.Addr().IsLinkLocalUnicast() || p.IsSingleIP() {
-				continue
+		name, seen := names[a.LinkIndex]
+		if !seen {
+			if l, err := n.h.LinkByIndex(a.LinkIndex); err == nil {
+				name = l.Attrs().Name
 			}
-			out = append(out, OnLinkPrefix{Dev: name, Prefix: p})
+			names[a.LinkIndex] = name
 		}
+		if name == "" || name == "lo" || strings.HasPrefix(name, "dt") || name == VXLANDev {
+			continue
+		}
+		out = append(out, OnLinkPrefix{Dev: name, Prefix: p})
 	}
 	return out, nil
 }

@@ -10,8 +10,11 @@ import (
 
 // reconcile brings an existing veth pair to d. Every step is idempotent,
 // so a retried ADD converges, and the addresses and routes of an earlier
-// attempt with other addresses are removed.
-func reconcile(host, pod *kernel.NS, d Desired) error {
+// attempt with other addresses are removed. A pair this call created
+// (fresh) holds no address or route of its own yet, so nothing is listed:
+// listing dumps the whole namespace's addresses and routes, which on the
+// host grows with every pod.
+func reconcile(host, pod *kernel.NS, d Desired, fresh bool) error {
 	// Before link up: no DAD, no RA, no kernel link-local.
 	if _, err := pod.SetSysctls(d.Pod.Sysctls); err != nil {
 		return err
@@ -59,13 +62,13 @@ func reconcile(host, pod *kernel.NS, d Desired) error {
 			return err
 		}
 	}
-	if err := ensureAddrs(host, d.Host.Name, addrsOf(d.Host, hl), true); err != nil {
+	if err := ensureAddrs(host, d.Host.Name, addrsOf(d.Host, hl), true, fresh); err != nil {
 		return err
 	}
-	if err := ensureAddrs(pod, d.Pod.Name, addrsOf(d.Pod, pl), true); err != nil {
+	if err := ensureAddrs(pod, d.Pod.Name, addrsOf(d.Pod, pl), true, fresh); err != nil {
 		return err
 	}
-	if err := ensureRoutes(pod, d.Pod.Name, d.Pod.Routes); err != nil {
+	if err := ensureRoutes(pod, d.Pod.Name, d.Pod.Routes, fresh); err != nil {
 		return err
 	}
 	for _, ip := range d.Pod.PeerNeighbours {
@@ -73,7 +76,7 @@ func reconcile(host, pod *kernel.NS, d Desired) error {
 			return err
 		}
 	}
-	return ensureRoutes(host, d.Host.Name, d.Host.Routes)
+	return ensureRoutes(host, d.Host.Name, d.Host.Routes, fresh)
 }
 
 // addrsOf is the interface's full address list, with its link-local.
@@ -85,11 +88,14 @@ func addrsOf(i Iface, l kernel.Link) []netip.Prefix {
 }
 
 // ensureAddrs adds the missing addresses of want to link and, with prune,
-// removes the ones not in want.
-func ensureAddrs(n *kernel.NS, link string, want []netip.Prefix, prune bool) error {
-	have, err := n.Addrs(link)
-	if err != nil {
-		return err
+// removes the ones not in want. A fresh link has none to list.
+func ensureAddrs(n *kernel.NS, link string, want []netip.Prefix, prune, fresh bool) error {
+	var have []kernel.Addr
+	if !fresh {
+		var err error
+		if have, err = n.Addrs(link); err != nil {
+			return err
+		}
 	}
 	for _, a := range have {
 		if prune && !slices.Contains(want, a.Prefix) {
@@ -110,11 +116,15 @@ func ensureAddrs(n *kernel.NS, link string, want []netip.Prefix, prune bool) err
 
 // ensureRoutes replaces each route of want through link, in order, after
 // deleting the other routes through it (those not derived from addresses):
-// the pod's interface and the host end are duet's alone.
-func ensureRoutes(n *kernel.NS, link string, want []kernel.Route) error {
-	have, err := n.Routes(link)
-	if err != nil {
-		return err
+// the pod's interface and the host end are duet's alone. A fresh link has
+// none to list.
+func ensureRoutes(n *kernel.NS, link string, want []kernel.Route, fresh bool) error {
+	var have []kernel.Route
+	if !fresh {
+		var err error
+		if have, err = n.Routes(link); err != nil {
+			return err
+		}
 	}
 	for _, r := range have {
 		if !slices.Contains(want, r) {

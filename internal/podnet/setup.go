@@ -56,7 +56,7 @@ func Setup(spec Spec) (res Result, err error) {
 			}
 		}()
 	}
-	if err := reconcile(host, pod, d); err != nil {
+	if err := reconcile(host, pod, d, created); err != nil {
 		return Result{}, fmt.Errorf("podnet: setup %s in netns %s: %w", d.Pod.Name, d.NetNS, err)
 	}
 	if err := testHookReconciled(); err != nil {
@@ -91,7 +91,7 @@ func ensureBridge(host *kernel.NS, b Iface) error {
 	if _, err := host.SetSysctls(b.Sysctls); err != nil {
 		return err
 	}
-	if err := ensureAddrs(host, b.Name, b.Addrs, false); err != nil {
+	if err := ensureAddrs(host, b.Name, b.Addrs, false, false); err != nil {
 		return err
 	}
 	return host.SetLinkUp(b.Name)
