@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
@@ -19,6 +20,7 @@ import (
 	"github.com/duetnet/duet/internal/ipam"
 	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/podnet"
+	"github.com/duetnet/duet/internal/routing"
 	"github.com/duetnet/duet/internal/store"
 )
 
@@ -35,10 +37,12 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return cniError("parsing CNI_ARGS", err)
 	}
-	if len(n.Pools) > 0 {
-		if err := p.Host.CheckPools(prefixes(n.Pools)); err != nil {
-			return types.NewError(types.ErrInvalidNetworkConfig, "invalid network configuration: pools: "+err.Error(), "")
-		}
+	onlink, err := p.Host.OnLinkPrefixes()
+	if err != nil {
+		return cniError("listing the host's uplink prefixes", err)
+	}
+	if err := routing.CheckPoolsAgainstUplinks(onlink, prefixes(n.Pools)); err != nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, "invalid network configuration: pools: "+err.Error(), "")
 	}
 	var a ipam.Allocation
 	var pools []ipam.Pool
@@ -57,7 +61,7 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return cniError("allocating addresses", err)
 	}
-	res, err := p.attach(n, a, pools, args.Netns, false)
+	res, err := p.attach(n, a, pools, onlink, args.Netns, false)
 	if err != nil {
 		// Give the addresses back, so a failed ADD leaves nothing behind;
 		// but never those of an attachment an earlier ADD completed.
@@ -77,7 +81,21 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 // runtimeMoves, a pair in this namespace whose pod end (a.IfName) the
 // runtime moves and addresses itself (podnet.Spec.RuntimeMoves).
 func (p *Plugin) Attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool, netns string, runtimeMoves bool) (podnet.Result, error) {
-	return p.attach(n, a, pools, netns, runtimeMoves)
+	onlink, err := p.Host.OnLinkPrefixes()
+	if err != nil {
+		return podnet.Result{}, fmt.Errorf("listing the host's uplink prefixes: %w", err)
+	}
+	return p.attach(n, a, pools, onlink, netns, runtimeMoves)
+}
+
+// CheckPools refuses pools that contain an uplink's on-link prefix
+// (routing.CheckPoolsAgainstUplinks).
+func (p *Plugin) CheckPools(pools []netip.Prefix) error {
+	onlink, err := p.Host.OnLinkPrefixes()
+	if err != nil {
+		return fmt.Errorf("listing the host's uplink prefixes: %w", err)
+	}
+	return routing.CheckPoolsAgainstUplinks(onlink, pools)
 }
 
 // Detach removes what Attach made, as DEL does before it frees the
@@ -98,29 +116,46 @@ func (p *Plugin) Detach(n *config.Network, a ipam.Allocation, netns string) erro
 	return err
 }
 
-// attach protects, then creates, the pod's interface; on failure it
-// removes the protections it added (podnet removes its own links).
-func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool, netns string, runtimeMoves bool) (podnet.Result, error) {
-	s, err := spec(n, a, netns, p.mtu(n))
+// attach makes the pod's interface and its protections, and turns
+// forwarding on. The three are independent kernel work (sysctls, nftables,
+// links in two namespaces), so they run at once: an ADD waits for the
+// slowest instead of their sum. The interface is created in duet's
+// interface group, which the table sends through the pod checks, so it
+// drops everything until its elements are in (the first pod's table is
+// made with them); and nothing in the pod sends before ADD returns, its
+// sysctls being set before its links go up. On failure attach removes
+// what it made: the protections, and the interface (podnet also deletes a
+// veth it created when its own setup fails).
+func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool, onlink []kernel.OnLinkPrefix, netns string, runtimeMoves bool) (podnet.Result, error) {
+	s, err := spec(n, a, netns, 0)
 	if err != nil {
 		return podnet.Result{}, err
 	}
 	s.RuntimeMoves = runtimeMoves
 	pod := fwPod(n, a, s)
-	changes, err := p.Host.EnableForwarding(addrsOf(a))
+	var changes []kernel.SysctlChange
+	var fwdErr, protErr error
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); changes, fwdErr = p.Host.EnableForwarding(addrsOf(a)) }()
+	go func() { defer wg.Done(); protErr = p.protect(n, pod, pools) }()
+	s.MTU = p.mtu(n)
+	r, setupErr := p.Net.Setup(s)
+	wg.Wait()
 	p.recordSysctls(n, changes)
-	if err != nil {
-		return podnet.Result{}, fmt.Errorf("enabling forwarding: %w", err)
+	if fwdErr != nil || protErr != nil || setupErr != nil {
+		if setupErr == nil {
+			_ = p.Net.Teardown(netns, a.IfName, s.HostIfName)
+		}
+		if protErr == nil {
+			_ = p.removeProtections(n, a)
+		}
+		if fwdErr != nil {
+			fwdErr = fmt.Errorf("enabling forwarding: %w", fwdErr)
+		}
+		return podnet.Result{}, errors.Join(fwdErr, protErr, setupErr)
 	}
-	if err := p.protect(n, pod, pools); err != nil {
-		return podnet.Result{}, err
-	}
-	r, err := p.Net.Setup(s)
-	if err != nil {
-		_ = p.removeProtections(n, a)
-		return podnet.Result{}, err
-	}
-	changes, err = p.Host.ProxyPods(prefixes(pools), addrsOf(a))
+	changes, err = p.Host.ProxyPods(routing.ProxyPlan(onlink, prefixes(pools), addrsOf(a)))
 	p.recordSysctls(n, changes)
 	if err != nil {
 		_ = p.Host.UnproxyPods(addrsOf(a))

@@ -15,7 +15,6 @@ import (
 	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/podnet"
-	"github.com/duetnet/duet/internal/routing"
 )
 
 // KernelHost is the Host backed by the running kernel.
@@ -125,40 +124,33 @@ func (kernelFirewall) CheckPod(pod firewall.Pod) error {
 	return firewall.CheckPod(context.Background(), t, pod)
 }
 
-// onHost runs fn with a handle on the host namespace and its uplinks'
-// on-link prefixes.
-func onHost(fn func(host *kernel.NS, onlink []kernel.OnLinkPrefix) error) error {
+func (kernelHost) OnLinkPrefixes() ([]kernel.OnLinkPrefix, error) {
 	host, err := kernel.HostNS()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer host.Close()
-	onlink, err := host.OnLinkPrefixes()
-	if err != nil {
-		return err
+	return host.OnLinkPrefixes()
+}
+
+func (kernelHost) ProxyPods(entries []kernel.ProxyEntry) ([]kernel.SysctlChange, error) {
+	if len(entries) == 0 {
+		return nil, nil
 	}
-	return fn(host, onlink)
-}
-
-func (kernelHost) CheckPools(pools []netip.Prefix) error {
-	return onHost(func(_ *kernel.NS, onlink []kernel.OnLinkPrefix) error {
-		return routing.CheckPoolsAgainstUplinks(onlink, pools)
-	})
-}
-
-func (kernelHost) ProxyPods(pools []netip.Prefix, addrs []netip.Addr) ([]kernel.SysctlChange, error) {
+	host, err := kernel.HostNS()
+	if err != nil {
+		return nil, err
+	}
+	defer host.Close()
 	var all []kernel.SysctlChange
-	err := onHost(func(host *kernel.NS, onlink []kernel.OnLinkPrefix) error {
-		for _, e := range routing.ProxyPlan(onlink, pools, addrs) {
-			changes, err := host.AddProxyEntry(e)
-			all = append(all, changes...)
-			if err != nil {
-				return err
-			}
+	for _, e := range entries {
+		changes, err := host.AddProxyEntry(e)
+		all = append(all, changes...)
+		if err != nil {
+			return all, err
 		}
-		return nil
-	})
-	return all, err
+	}
+	return all, nil
 }
 
 func (kernelHost) UnproxyPods(addrs []netip.Addr) error {

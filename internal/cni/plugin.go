@@ -45,12 +45,15 @@ type Host interface {
 	// EnableForwarding turns on forwarding for the families of addrs and
 	// says what it changed.
 	EnableForwarding(addrs []netip.Addr) ([]kernel.SysctlChange, error)
-	// CheckPools refuses pools that contain an uplink's on-link prefix.
-	CheckPools(pools []netip.Prefix) error
-	// ProxyPods makes the host answer neighbour discovery (and ARP) on
-	// an uplink for each pod address inside that uplink's prefix, and
-	// says which sysctls it changed to do so.
-	ProxyPods(pools []netip.Prefix, addrs []netip.Addr) ([]kernel.SysctlChange, error)
+	// OnLinkPrefixes lists the uplinks' on-link prefixes. An ADD reads
+	// them once, for the pool check and the proxy plan both: the listing
+	// grows with the node's pods.
+	OnLinkPrefixes() ([]kernel.OnLinkPrefix, error)
+	// ProxyPods adds proxy entries (routing.ProxyPlan's: the host answers
+	// neighbour discovery, and ARP, on an uplink for each pod address
+	// inside that uplink's prefix), and says which sysctls it changed to
+	// do so.
+	ProxyPods(entries []kernel.ProxyEntry) ([]kernel.SysctlChange, error)
 	// UnproxyPods removes the proxy entries of addrs.
 	UnproxyPods(addrs []netip.Addr) error
 	// Links names the host's network interfaces.

@@ -143,14 +143,12 @@ type fakeHost struct {
 
 var _ Host = (*fakeHost)(nil)
 
-func (h *fakeHost) DefaultRouteMTU() (int, error)     { return 9000, nil }
-func (h *fakeHost) Prefixes() ([]netip.Prefix, error) { return nil, nil }
-func (h *fakeHost) CheckPools([]netip.Prefix) error   { return nil }
-func (h *fakeHost) ProxyPods([]netip.Prefix, []netip.Addr) ([]kernel.SysctlChange, error) {
-	return nil, nil
-}
-func (h *fakeHost) UnproxyPods([]netip.Addr) error  { return nil }
-func (h *fakeHost) Links() (map[string]bool, error) { return map[string]bool{}, nil }
+func (h *fakeHost) DefaultRouteMTU() (int, error)                                { return 9000, nil }
+func (h *fakeHost) Prefixes() ([]netip.Prefix, error)                            { return nil, nil }
+func (h *fakeHost) OnLinkPrefixes() ([]kernel.OnLinkPrefix, error)               { return nil, nil }
+func (h *fakeHost) ProxyPods([]kernel.ProxyEntry) ([]kernel.SysctlChange, error) { return nil, nil }
+func (h *fakeHost) UnproxyPods([]netip.Addr) error                               { return nil }
+func (h *fakeHost) Links() (map[string]bool, error)                              { return map[string]bool{}, nil }
 func (h *fakeHost) EnableForwarding(a []netip.Addr) ([]kernel.SysctlChange, error) {
 	h.forwarded = append(h.forwarded, a...)
 	return h.changes, nil

@@ -28,7 +28,7 @@ func NewHostKernel(stderr *os.File) HostKernel {
 
 func (HostKernel) HostPrefixes() ([]netip.Prefix, error) { return kernel.HostPrefixes() }
 
-func (k HostKernel) CheckPools(p []netip.Prefix) error { return k.Host.CheckPools(p) }
+func (k HostKernel) CheckPools(p []netip.Prefix) error { return k.Plugin.CheckPools(p) }
 
 func (HostKernel) DeleteBridge(name string) error {
 	host, err := kernel.HostNS()
