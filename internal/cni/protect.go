@@ -55,8 +55,9 @@ func podAllowedSources(cniArgs string) ([]netip.Prefix, error) {
 	return nil, nil
 }
 
-// protect installs the pod's protections (and its pools' NAT) before the
-// pod's interface exists, so its first packet is already checked.
+// protect installs the pod's protections (and its pools' NAT). It runs
+// beside the interface's creation (attach): the interface is born in
+// duet's group, so until these elements are in, all it sends is dropped.
 func (p *Plugin) protect(n *config.Network, pod firewall.Pod, pools []ipam.Pool) error {
 	if !n.Protections {
 		return nil

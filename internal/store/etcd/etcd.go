@@ -33,6 +33,11 @@ const (
 	// DefaultMaxTxnOps is etcd's own default for --max-txn-ops, the most
 	// comparisons or writes one Txn may carry.
 	DefaultMaxTxnOps = 128
+	// HostLockWaitMax bounds an Update's wait in the host's queue
+	// (Config.HostLock) while the queue moves; a holder that keeps the
+	// lock for the request timeout ends the wait sooner. A runtime waits
+	// minutes for a pod sandbox, so a minute still answers in time.
+	HostLockWaitMax = time.Minute
 )
 
 // Config says where etcd is and how long to wait for it.

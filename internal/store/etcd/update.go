@@ -56,12 +56,15 @@ var ErrConflict = errors.New("etcd store: transaction kept conflicting with conc
 // (the markers).
 func (s *Store) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if s.cfg.HostLock != "" {
-		l, ok, err := hostlock.Acquire(s.cfg.HostLock, false, s.cfg.RequestTimeout)
+		// The host's queue may be long (a node starting many pods at once),
+		// so wait while it moves; give up when one holder keeps the lock
+		// for a request's timeout, or after HostLockWaitMax in all.
+		l, ok, err := hostlock.AcquireQueued(s.cfg.HostLock, s.cfg.RequestTimeout, HostLockWaitMax)
 		if err != nil {
 			return fmt.Errorf("etcd store: host lock %s: %w", s.cfg.HostLock, err)
 		}
 		if !ok {
-			return fmt.Errorf("etcd store: another duet process on this host held %s for %s: %w", s.cfg.HostLock, s.cfg.RequestTimeout, store.ErrUnavailable)
+			return fmt.Errorf("etcd store: another duet process on this host held %s for %s, or the host's queue for it took over %s: %w", s.cfg.HostLock, s.cfg.RequestTimeout, HostLockWaitMax, store.ErrUnavailable)
 		}
 		defer l.Unlock()
 	}

@@ -13,6 +13,7 @@
 package hostlock
 
 import (
+	"encoding/binary"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -31,6 +32,22 @@ type Lock struct{ f *os.File }
 // not create the file gets a Lock that holds nothing: it relies on the
 // store's own consistency.
 func Acquire(path string, shared bool, timeout time.Duration) (l *Lock, ok bool, err error) {
+	return acquire(path, shared, timeout, timeout)
+}
+
+// AcquireQueued waits for the exclusive lock on path for as long as the
+// queue moves: it gives up (ok false) only when one holder has kept the
+// lock for stall, or after max in all. A node starting many pods at once
+// on few CPUs can queue a plugin behind dozens of short transactions for
+// longer than any one of them may take (64 ADDs at once on 2 CPUs waited
+// over 5 s); that wait is the queue working, not the store failing.
+// Every exclusive holder counts itself in the file, which is how a waiter
+// sees the lock change hands.
+func AcquireQueued(path string, stall, max time.Duration) (l *Lock, ok bool, err error) {
+	return acquire(path, false, stall, max)
+}
+
+func acquire(path string, shared bool, stall, max time.Duration) (l *Lock, ok bool, err error) {
 	if !shared {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, false, err
@@ -62,30 +79,60 @@ func Acquire(path string, shared bool, timeout time.Duration) (l *Lock, ok bool,
 		}
 		done <- err
 	}()
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	select {
-	case err := <-done:
+	got := func(err error) (*Lock, bool, error) {
 		if err != nil {
 			f.Close()
 			return nil, false, fmt.Errorf("flock %s: %w", path, err)
 		}
+		if !shared {
+			bumpHolders(f)
+		}
 		return &Lock{f: f}, true, nil
-	case <-timer.C:
-		mu.Lock()
-		defer mu.Unlock()
+	}
+	deadline := time.Now().Add(max)
+	holders := readHolders(f)
+	timer := time.NewTimer(min(stall, max))
+	defer timer.Stop()
+	for {
 		select {
-		case err := <-done: // got it just now
-			if err == nil {
-				return &Lock{f: f}, true, nil
+		case err := <-done:
+			return got(err)
+		case <-timer.C:
+			if left := time.Until(deadline); left > 0 {
+				if h := readHolders(f); h != holders { // the queue moved
+					holders = h
+					timer.Reset(min(stall, left))
+					continue
+				}
 			}
-			f.Close()
-			return nil, false, err
-		default:
-			abandoned = true
-			return nil, false, nil
+			mu.Lock()
+			defer mu.Unlock()
+			select {
+			case err := <-done: // got it just now
+				return got(err)
+			default:
+				abandoned = true
+				return nil, false, nil
+			}
 		}
 	}
+}
+
+// readHolders is the count of exclusive holders so far in the lock file.
+func readHolders(f *os.File) uint64 {
+	var b [8]byte
+	if n, _ := f.ReadAt(b[:], 0); n != len(b) {
+		return 0
+	}
+	return binary.LittleEndian.Uint64(b[:])
+}
+
+// bumpHolders counts the caller, who holds the lock exclusively. It is a
+// hint for waiters; failing to write it only makes them less patient.
+func bumpHolders(f *os.File) {
+	var b [8]byte
+	binary.LittleEndian.PutUint64(b[:], readHolders(f)+1)
+	_, _ = f.WriteAt(b[:], 0)
 }
 
 // Unlock releases the lock; calling it on nil is harmless.
