@@ -27,7 +27,7 @@ func DefaultRouteMTU() (int, error) {
 	}
 	defer host.Close()
 	for _, fam := range []int{netlink.FAMILY_V6, netlink.FAMILY_V4} {
-		switch mtu, found := host.defaultRouteByLookup(fam); found {
+		switch mtu, res := host.defaultRouteByLookup(fam); res {
 		case lookupFound:
 			return mtu, nil
 		case lookupNone:

@@ -32,7 +32,7 @@ type Lock struct{ f *os.File }
 // not create the file gets a Lock that holds nothing: it relies on the
 // store's own consistency.
 func Acquire(path string, shared bool, timeout time.Duration) (l *Lock, ok bool, err error) {
-	return acquire(path, shared, timeout, timeout)
+	return acquire(path, shared, false, timeout, timeout)
 }
 
 // AcquireQueued waits for the exclusive lock on path for as long as the
@@ -41,13 +41,16 @@ func Acquire(path string, shared bool, timeout time.Duration) (l *Lock, ok bool,
 // on few CPUs can queue a plugin behind dozens of short transactions for
 // longer than any one of them may take (64 ADDs at once on 2 CPUs waited
 // over 5 s); that wait is the queue working, not the store failing.
-// Every exclusive holder counts itself in the file, which is how a waiter
-// sees the lock change hands.
+// Every holder through AcquireQueued counts itself in the file, which is
+// how a waiter sees the lock change hands; Acquire's holders, whose
+// waiters do not look, do not pay for the write.
 func AcquireQueued(path string, stall, max time.Duration) (l *Lock, ok bool, err error) {
-	return acquire(path, false, stall, max)
+	return acquire(path, false, true, stall, max)
 }
 
-func acquire(path string, shared bool, stall, max time.Duration) (l *Lock, ok bool, err error) {
+// acquire waits for the lock; with counted, each holder counts itself and
+// the wait goes on past stall (up to max) while the count moves.
+func acquire(path string, shared, counted bool, stall, max time.Duration) (l *Lock, ok bool, err error) {
 	if !shared {
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, false, err
@@ -84,13 +87,16 @@ func acquire(path string, shared bool, stall, max time.Duration) (l *Lock, ok bo
 			f.Close()
 			return nil, false, fmt.Errorf("flock %s: %w", path, err)
 		}
-		if !shared {
+		if counted {
 			bumpHolders(f)
 		}
 		return &Lock{f: f}, true, nil
 	}
 	deadline := time.Now().Add(max)
-	holders := readHolders(f)
+	var holders uint64
+	if counted {
+		holders = readHolders(f)
+	}
 	timer := time.NewTimer(min(stall, max))
 	defer timer.Stop()
 	for {
@@ -98,7 +104,7 @@ func acquire(path string, shared bool, stall, max time.Duration) (l *Lock, ok bo
 		case err := <-done:
 			return got(err)
 		case <-timer.C:
-			if left := time.Until(deadline); left > 0 {
+			if left := time.Until(deadline); counted && left > 0 {
 				if h := readHolders(f); h != holders { // the queue moved
 					holders = h
 					timer.Reset(min(stall, left))
@@ -118,7 +124,8 @@ func acquire(path string, shared bool, stall, max time.Duration) (l *Lock, ok bo
 	}
 }
 
-// readHolders is the count of exclusive holders so far in the lock file.
+// readHolders is the count of AcquireQueued's holders so far in the lock
+// file.
 func readHolders(f *os.File) uint64 {
 	var b [8]byte
 	if n, _ := f.ReadAt(b[:], 0); n != len(b) {
