@@ -27,11 +27,11 @@ import (
 	"k8s.io/client-go/kubernetes/fake"
 	"sigs.k8s.io/knftables"
 
-	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/kernel/kerneltest"
 	"github.com/duetnet/duet/internal/kube"
 	"github.com/duetnet/duet/internal/policy"
 	"github.com/duetnet/duet/internal/policy/netpol"
+	"github.com/duetnet/duet/internal/policynft"
 )
 
 // nodeNS is a throwaway node namespace routing between a client and a
@@ -79,7 +79,7 @@ func getNS(b *testing.B, path string) ns.NetNS {
 type sink struct {
 	node   ns.NetNS
 	mu     sync.Mutex
-	syncer *firewall.PolicySyncer
+	syncer *policynft.Syncer
 	// observe gets the pods of each sync and when the sync reached the
 	// sink (the informers, the runner and the compile are before it; the
 	// nft transaction after).
@@ -109,12 +109,12 @@ func (s *sink) Sync(ctx context.Context, pods []policy.PodRules) error {
 	}
 	err := s.node.Do(func(ns.NetNS) error {
 		if s.syncer == nil {
-			nft, err := knftables.New(knftables.InetFamily, firewall.PolicyTable)
+			nft, err := knftables.New(knftables.InetFamily, policynft.Table)
 			if err != nil {
 				return err
 			}
 			s.nft = &timedNFT{Interface: nft}
-			s.syncer = firewall.NewPolicySyncer(s.nft)
+			s.syncer = policynft.NewSyncer(s.nft)
 		}
 		return s.syncer.Sync(ctx, pods)
 	})
@@ -344,7 +344,7 @@ func fullCluster(pods, policies, namespaces, local int) cluster {
 // tableSize counts the chains of the node's policy table and the
 // elements of its sets and maps, from nft's JSON.
 func tableSize(b *testing.B, node string) (chains, elements int) {
-	out, err := exec.Command("ip", "netns", "exec", node, "nft", "-j", "list", "table", "inet", firewall.PolicyTable).Output()
+	out, err := exec.Command("ip", "netns", "exec", node, "nft", "-j", "list", "table", "inet", policynft.Table).Output()
 	if err != nil {
 		b.Fatalf("nft -j list table: %v", err)
 	}

@@ -31,9 +31,9 @@ import (
 	netv1 "k8s.io/api/networking/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/kernel/kerneltest"
 	"github.com/duetnet/duet/internal/policy"
+	"github.com/duetnet/duet/internal/policynft"
 )
 
 const (
@@ -60,7 +60,7 @@ func BenchmarkPolicyEnforce(b *testing.B) {
 			netv1.NetworkPolicyIngressRule{Ports: []netv1.NetworkPolicyPort{tcp(9999)}}))
 		s := &sink{node: n.nodeNS}
 		// Each size starts from an empty table.
-		kerneltest.Run(b, "ip", "netns", "exec", n.node, "sh", "-c", "nft delete table inet "+firewall.PolicyTable+" 2>/dev/null; true")
+		kerneltest.Run(b, "ip", "netns", "exec", n.node, "sh", "-c", "nft delete table inet "+policynft.Table+" 2>/dev/null; true")
 		client, _, stop := controller(b, c, s)
 		ctx := context.Background()
 		// wait returns the time from act to the kernel holding what
@@ -159,7 +159,7 @@ func BenchmarkPolicyDataPath(b *testing.B) {
 	results := make([]figures, len(configs))
 	elements := make([]int, len(configs))
 	for i, cf := range configs {
-		kerneltest.Run(b, "ip", "netns", "exec", n.node, "sh", "-c", "nft delete table inet "+firewall.PolicyTable+" 2>/dev/null; true")
+		kerneltest.Run(b, "ip", "netns", "exec", n.node, "sh", "-c", "nft delete table inet "+policynft.Table+" 2>/dev/null; true")
 		if cf.policies >= 0 {
 			c := base(n)
 			c.others(100, cf.policies)
@@ -217,5 +217,5 @@ func BenchmarkPolicyFullSync(b *testing.B) {
 		"heap in use after sync: %.1f MiB (%.1f MiB before the controller, objects of the fake API server included)\n"+
 		"table inet %s: %d chains, %d set and map elements",
 		len(c.pols), len(c.pods), 100, first.Round(time.Millisecond), inSyncer.Round(time.Millisecond), float64(after.HeapInuse)/(1<<20), float64(before.HeapInuse)/(1<<20),
-		firewall.PolicyTable, chains, elements)
+		policynft.Table, chains, elements)
 }

@@ -241,13 +241,23 @@ var _ agent.NoNATSets = (*nftNoNAT)(nil)
 
 func (n *nftNoNAT) EnsureNoNAT(ctx context.Context, prefixes []netip.Prefix) (int, error) {
 	if n.nft == nil {
-		nft, err := kernel.NFTTable(knftables.InetFamily, firewall.Table)
+		nft, err := nftTable(firewall.Table)
 		if err != nil {
 			return 0, err
 		}
 		n.nft = nft
 	}
-	set, changed, err := firewall.PeerPools(ctx, n.nft, prefixes)
+	var have []string
+	for _, name := range firewall.PeerPoolSets {
+		els, err := n.nft.ListElements(ctx, "set", name)
+		if err != nil && !knftables.IsNotFound(err) {
+			return 0, fmt.Errorf("reading set inet %s %s: %w", firewall.Table, name, err)
+		}
+		for _, e := range els {
+			have = append(have, strings.Join(e.Key, " . "))
+		}
+	}
+	set, changed, err := firewall.PeerPools(have, prefixes)
 	if err != nil || !changed {
 		return 0, err
 	}
@@ -256,4 +266,15 @@ func (n *nftNoNAT) EnsureNoNAT(ctx context.Context, prefixes []netip.Prefix) (in
 	}
 	n.log.Info("pod ranges kept out of masquerading", "ranges", set)
 	return len(set), nil
+}
+
+// nftTable reads and writes one table of the host's nftables, in the
+// inet family, through knftables (duetd's; the plugin renders its own
+// scripts, package firewall).
+func nftTable(table string) (knftables.Interface, error) {
+	nft, err := knftables.New(knftables.InetFamily, table, knftables.NoObjectCommentEmulation)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", kernel.ErrNoNFTables, err)
+	}
+	return nft, nil
 }

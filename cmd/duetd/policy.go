@@ -16,12 +16,10 @@ import (
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 	"k8s.io/client-go/tools/record"
-	"sigs.k8s.io/knftables"
 
-	"github.com/duetnet/duet/internal/firewall"
-	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/kube"
 	"github.com/duetnet/duet/internal/policy"
+	"github.com/duetnet/duet/internal/policynft"
 )
 
 // registerPolicyFlag is --network-policy, which Kubernetes mode reads.
@@ -62,7 +60,7 @@ func startPolicy(ctx context.Context, log *slog.Logger, client kubernetes.Interf
 		defer close(c.done)
 		pol.Run(ctx, time.Second)
 	}()
-	log.Info("NetworkPolicy controller started: this node's pods are policed once the API has listed policies, pods and namespaces", "table", "inet "+firewall.PolicyTable)
+	log.Info("NetworkPolicy controller started: this node's pods are policed once the API has listed policies, pods and namespaces", "table", "inet "+policynft.Table)
 	return c, nil
 }
 
@@ -137,21 +135,21 @@ func policyHandler(src podPolicies) http.Handler {
 // host's nftables through knftables, made at the first sync (knftables.New
 // runs nft to check it works; a failure there is retried like any other).
 type nftPolicy struct {
-	syncer *firewall.PolicySyncer
+	syncer *policynft.Syncer
 }
 
 var (
 	_ kube.PolicySink = (*nftPolicy)(nil)
-	_ kube.PolicySink = (*firewall.PolicySyncer)(nil)
+	_ kube.PolicySink = (*policynft.Syncer)(nil)
 )
 
 func (n *nftPolicy) Sync(ctx context.Context, pods []policy.PodRules) error {
 	if n.syncer == nil {
-		nft, err := kernel.NFTTable(knftables.InetFamily, firewall.PolicyTable)
+		nft, err := nftTable(policynft.Table)
 		if err != nil {
 			return err
 		}
-		n.syncer = firewall.NewPolicySyncer(nft)
+		n.syncer = policynft.NewSyncer(nft)
 	}
 	return n.syncer.Sync(ctx, pods)
 }

@@ -14,9 +14,9 @@ import (
 	"github.com/containernetworking/cni/pkg/types"
 	current "github.com/containernetworking/cni/pkg/types/100"
 	"github.com/containernetworking/cni/pkg/version"
-	"sigs.k8s.io/knftables"
 
 	"github.com/duetnet/duet/internal/config"
+	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/ipam"
 	"github.com/duetnet/duet/internal/kernel"
 	"github.com/duetnet/duet/internal/podnet"
@@ -37,13 +37,14 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	if err != nil {
 		return cniError("parsing CNI_ARGS", err)
 	}
-	onlink, err := p.Host.OnLinkPrefixes()
-	if err != nil {
-		return cniError("listing the host's uplink prefixes", err)
-	}
-	if err := routing.CheckPoolsAgainstUplinks(onlink, prefixes(n.Pools)); err != nil {
-		return types.NewError(types.ErrInvalidNetworkConfig, "invalid network configuration: pools: "+err.Error(), "")
-	}
+	// What the ADD needs of the host that no allocation decides is read
+	// while the store transaction runs; the transaction waits for it only
+	// before it commits, and the pool check there aborts it.
+	hostc := make(chan hostRead, 1)
+	go func() { f, err := p.readHost(n); hostc <- hostRead{f, err} }()
+	var host hostRead
+	read := false
+	var poolErr error
 	var a ipam.Allocation
 	var pools []ipam.Pool
 	existed := false
@@ -55,13 +56,29 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 		if _, existed, err = ipam.Get(tx, h); err != nil {
 			return err
 		}
-		a, err = ipam.Allocate(tx, ipam.Request{Handle: h, Node: n.NodeName, NetNS: args.Netns, Families: n.Families, Pools: pools, Rand: p.Rand, AllowedSources: extra})
-		return err
+		var allocErr error
+		a, allocErr = ipam.Allocate(tx, ipam.Request{Handle: h, Node: n.NodeName, NetNS: args.Netns, Families: n.Families, Pools: pools, Rand: p.Rand, AllowedSources: extra})
+		if !read { // once: an etcd transaction may run again
+			host, read = <-hostc, true
+		}
+		if host.err != nil {
+			return host.err
+		}
+		if poolErr = routing.CheckPoolsAgainstUplinks(host.facts.onlink, prefixes(n.Pools)); poolErr != nil {
+			return poolErr
+		}
+		return allocErr
 	})
+	if poolErr != nil {
+		return types.NewError(types.ErrInvalidNetworkConfig, "invalid network configuration: pools: "+poolErr.Error(), "")
+	}
 	if err != nil {
+		if host.err != nil && errors.Is(err, host.err) {
+			return cniError("reading the host's network", err)
+		}
 		return cniError("allocating addresses", err)
 	}
-	res, err := p.attach(n, a, pools, onlink, args.Netns, false)
+	res, err := p.attach(n, a, pools, host.facts, args.Netns, false)
 	if err != nil {
 		// Give the addresses back, so a failed ADD leaves nothing behind;
 		// but never those of an attachment an earlier ADD completed.
@@ -81,11 +98,38 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 // runtimeMoves, a pair in this namespace whose pod end (a.IfName) the
 // runtime moves and addresses itself (podnet.Spec.RuntimeMoves).
 func (p *Plugin) Attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool, netns string, runtimeMoves bool) (podnet.Result, error) {
-	onlink, err := p.Host.OnLinkPrefixes()
+	host, err := p.readHost(n)
 	if err != nil {
-		return podnet.Result{}, fmt.Errorf("listing the host's uplink prefixes: %w", err)
+		return podnet.Result{}, err
 	}
-	return p.attach(n, a, pools, onlink, netns, runtimeMoves)
+	return p.attach(n, a, pools, host, netns, runtimeMoves)
+}
+
+// hostFacts is what attaching a pod needs of the host that no allocation
+// decides: the uplinks' on-link prefixes (the pool check, the NDP proxy
+// plan) and the pod interface's MTU.
+type hostFacts struct {
+	onlink []kernel.OnLinkPrefix
+	mtu    int
+}
+
+type hostRead struct {
+	facts hostFacts
+	err   error
+}
+
+// readHost reads the host's facts, both at once.
+func (p *Plugin) readHost(n *config.Network) (hostFacts, error) {
+	var f hostFacts
+	mtu := make(chan int, 1)
+	go func() { mtu <- p.mtu(n) }()
+	onlink, err := p.Host.OnLinkPrefixes()
+	f.mtu = <-mtu
+	if err != nil {
+		return f, fmt.Errorf("listing the host's uplink prefixes: %w", err)
+	}
+	f.onlink = onlink
+	return f, nil
 }
 
 // CheckPools refuses pools that contain an uplink's on-link prefix
@@ -126,7 +170,7 @@ func (p *Plugin) Detach(n *config.Network, a ipam.Allocation, netns string) erro
 // sysctls being set before its links go up. On failure attach removes
 // what it made: the protections, and the interface (podnet also deletes a
 // veth it created when its own setup fails).
-func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool, onlink []kernel.OnLinkPrefix, netns string, runtimeMoves bool) (podnet.Result, error) {
+func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool, host hostFacts, netns string, runtimeMoves bool) (podnet.Result, error) {
 	s, err := spec(n, a, netns, 0)
 	if err != nil {
 		return podnet.Result{}, err
@@ -139,7 +183,7 @@ func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool,
 	wg.Add(2)
 	go func() { defer wg.Done(); changes, fwdErr = p.Host.EnableForwarding(addrsOf(a)) }()
 	go func() { defer wg.Done(); protErr = p.protect(n, pod, pools) }()
-	s.MTU = p.mtu(n)
+	s.MTU = host.mtu
 	r, setupErr := p.Net.Setup(s)
 	wg.Wait()
 	p.recordSysctls(n, changes)
@@ -155,7 +199,7 @@ func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool,
 		}
 		return podnet.Result{}, errors.Join(fwdErr, protErr, setupErr)
 	}
-	changes, err = p.Host.ProxyPods(routing.ProxyPlan(onlink, prefixes(pools), addrsOf(a)))
+	changes, err = p.Host.ProxyPods(routing.ProxyPlan(host.onlink, prefixes(pools), addrsOf(a)))
 	p.recordSysctls(n, changes)
 	if err != nil {
 		_ = p.Host.UnproxyPods(addrsOf(a))
@@ -403,7 +447,7 @@ func (p *Plugin) sweepGone(n *config.Network) error {
 		return err
 	}
 	defer unlock()
-	err = p.sweep([]knftables.Family{knftables.InetFamily, knftables.BridgeFamily}, gone)
+	err = p.sweep([]firewall.Family{firewall.Inet, firewall.Bridge}, gone)
 	if err == nil {
 		err = readErr
 	}

@@ -1,15 +1,12 @@
 package cni
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 	"time"
-
-	"sigs.k8s.io/knftables"
 
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/firewall"
@@ -112,16 +109,11 @@ func (kernelFirewall) ApplyFast(op firewall.FastOp) error {
 	return kernel.NFTApplyElements(kernel.NFTSetElements{Table: firewall.Table, Checks: nftElements(op.Checks), Add: op.Add, Elements: nftElements(op.Elements)})
 }
 
-func (kernelFirewall) CheckPod(pod firewall.Pod) error {
-	fam := knftables.InetFamily
-	if pod.Bridged {
-		fam = knftables.BridgeFamily
-	}
-	t, err := kernel.NFTTable(fam, firewall.Table)
-	if err != nil {
-		return err
-	}
-	return firewall.CheckPod(context.Background(), t, pod)
+func (f kernelFirewall) CheckPod(pod firewall.Pod) error { return firewall.CheckPod(f, pod) }
+
+// RuleComments reads a chain of duet's table in fam (firewall.Reader).
+func (kernelFirewall) RuleComments(fam firewall.Family, chain string) ([]string, error) {
+	return kernel.NFTRuleComments(string(fam), firewall.Table, chain)
 }
 
 func (kernelHost) OnLinkPrefixes() ([]kernel.OnLinkPrefix, error) {

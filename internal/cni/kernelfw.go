@@ -21,7 +21,7 @@ const LockDir = "/run/duet"
 func nftElements(els []firewall.RawElement) []kernel.NFTElement {
 	out := make([]kernel.NFTElement, len(els))
 	for i, e := range els {
-		out[i] = kernel.NFTElement{Family: e.Family, Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd}
+		out[i] = kernel.NFTElement{Family: string(e.Family), Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd}
 	}
 	return out
 }
@@ -29,7 +29,7 @@ func nftElements(els []firewall.RawElement) []kernel.NFTElement {
 func (kernelFirewall) List(sets []firewall.RawElement) ([]firewall.RawElement, error) {
 	refs := make([]kernel.NFTSetRef, len(sets))
 	for i, s := range sets {
-		refs[i] = kernel.NFTSetRef{Family: s.Family, Set: s.Set}
+		refs[i] = kernel.NFTSetRef{Family: string(s.Family), Set: s.Set}
 	}
 	els, err := kernel.NFTListElements(firewall.Table, refs)
 	if err != nil {
@@ -37,7 +37,7 @@ func (kernelFirewall) List(sets []firewall.RawElement) ([]firewall.RawElement, e
 	}
 	out := make([]firewall.RawElement, len(els))
 	for i, e := range els {
-		out[i] = firewall.RawElement{Family: e.Family, Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd}
+		out[i] = firewall.RawElement{Family: firewall.Family(e.Family), Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd}
 	}
 	return out, nil
 }

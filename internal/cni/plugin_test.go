@@ -15,7 +15,6 @@ import (
 
 	"github.com/containernetworking/cni/pkg/skel"
 	"github.com/containernetworking/cni/pkg/types"
-	"sigs.k8s.io/knftables"
 
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/firewall"
@@ -111,7 +110,7 @@ func (f *fakeFirewall) ApplyFast(op firewall.FastOp) error {
 func (f *fakeFirewall) List(sets []firewall.RawElement) ([]firewall.RawElement, error) {
 	var out []firewall.RawElement
 	for _, s := range sets {
-		if s.Set != "pod_macs" || s.Family != knftables.InetFamily {
+		if s.Set != "pod_macs" || s.Family != firewall.Inet {
 			continue
 		}
 		for name := range f.pods {

@@ -7,8 +7,6 @@ import (
 	"os"
 	"strings"
 
-	"sigs.k8s.io/knftables"
-
 	"github.com/duetnet/duet/internal/config"
 	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/ipam"
@@ -112,11 +110,11 @@ func (p *Plugin) unprotectIf(n *config.Network, hostIf string) error {
 }
 
 // famsOf is the union of the queued removals' families.
-func famsOf(queued map[string]string) []knftables.Family {
-	fams := []knftables.Family{knftables.InetFamily}
+func famsOf(queued map[string]string) []firewall.Family {
+	fams := []firewall.Family{firewall.Inet}
 	for _, f := range queued {
 		if strings.Contains(f, "bridge") {
-			return append(fams, knftables.BridgeFamily)
+			return append(fams, firewall.Bridge)
 		}
 	}
 	return fams
@@ -150,7 +148,7 @@ func (p *Plugin) unprotect(n *config.Network, a ipam.Allocation) error {
 // the firewall's lock (a queued removal, or GC), so no ADD protects a pod
 // between the read and the removal, and an ADD's fast path, which trusts
 // a pool's marker, never adds a pod to a pool whose elements are going.
-func (p *Plugin) sweep(fams []knftables.Family, gone func(ifname string) bool) error {
+func (p *Plugin) sweep(fams []firewall.Family, gone func(ifname string) bool) error {
 	have, err := p.Firewall.List(firewall.ResidueSets(fams...))
 	if err != nil {
 		return err

@@ -1,92 +1,92 @@
 package firewall
 
 import (
-	"context"
+	"bytes"
 	"fmt"
-	"strings"
-
-	"sigs.k8s.io/knftables"
+	"net"
+	"net/netip"
 )
-
-// newTx returns an empty transaction whose objects name their own family
-// and table, so one `nft -f` can touch both of duet's tables.
-func newTx() *knftables.Transaction { return knftables.NewFake("", "").NewTransaction() }
 
 // AddPodScript is the nft script that protects pod (and masquerades its
 // pools' egress): one atomic transaction.
 func AddPodScript(pod Pod, pools []Pool) (string, error) {
-	tx := newTx()
-	if err := AddPod(tx, pod, pools); err != nil {
+	t := &tx{}
+	if err := addPod(t, pod, pools); err != nil {
 		return "", err
 	}
-	return tx.String(), nil
+	return t.String(), nil
 }
 
-// AddPodElementsScript is the fast-path script of AddPodElements.
+// AddPodElementsScript is the fast-path script of addPodElements.
 func AddPodElementsScript(pod Pod, pools []Pool) (string, error) {
-	tx := newTx()
-	if err := AddPodElements(tx, pod, pools); err != nil {
+	t := &tx{}
+	if err := addPodElements(t, pod, pools); err != nil {
 		return "", err
 	}
-	return tx.String(), nil
+	return t.String(), nil
 }
 
 // RemovePodScript is the nft script that removes pod's elements.
 func RemovePodScript(pod Pod, pools []Pool) (string, error) {
-	tx := newTx()
-	if err := RemovePod(tx, pod, pools); err != nil {
+	t := &tx{}
+	if err := removePod(t, pod, pools); err != nil {
 		return "", err
 	}
-	return tx.String(), nil
+	return t.String(), nil
 }
 
-// Lister reads one table; knftables.Interface (real or fake) satisfies it.
-type Lister interface {
-	ListRules(ctx context.Context, chain string) ([]*knftables.Rule, error)
-	ListElements(ctx context.Context, objectType, name string) ([]*knftables.Element, error)
+// Reader reads one of duet's tables as the kernel holds it.
+type Reader interface {
+	// RuleComments are the comments of chain's rules in fam's table, in
+	// order.
+	RuleComments(fam Family, chain string) ([]string, error)
+	// List reads the elements of sets (each named by Family and Set).
+	List(sets []RawElement) ([]RawElement, error)
 }
 
-// CheckPod verifies that the table pod lives in still has duet's static
-// rules, unmodified, and pod's elements. l must list that table (inet duet
-// for routed pods, bridge duet for bridged ones).
-func CheckPod(ctx context.Context, l Lister, pod Pod) error {
+// CheckPod verifies that the table pod lives in (inet duet for routed
+// pods, bridge duet for bridged ones) still has duet's static rules,
+// unmodified, and pod's elements.
+func CheckPod(r Reader, pod Pod) error {
 	fam := pod.family()
 	want := bridgeRules
-	if fam == knftables.InetFamily {
+	if fam == Inet {
 		want = inetRules
 	}
 	for _, c := range []struct {
 		name string
 		want []rule
 	}{{chainFromPod, want}, {chainICMPv6, icmpv6Rules}, {chainUDP, udpRules}} {
-		rules, err := l.ListRules(ctx, c.name)
+		comments, err := r.RuleComments(fam, c.name)
 		if err != nil {
-			return fmt.Errorf("table %s %s: %w (run the pod's ADD again, or restart duetd, to recreate it)", fam, Table, err)
+			return fmt.Errorf("table %s %s chain %s: %w (run the pod's ADD again, or restart duetd, to recreate it)", fam, Table, c.name, err)
 		}
-		if err := sameRules(rules, c.want); err != nil {
+		if err := sameRules(comments, c.want); err != nil {
 			return fmt.Errorf("table %s %s chain %s was modified by someone else: %w; duet rewrites it on the next ADD", fam, Table, c.name, err)
 		}
 	}
-	els, err := pod.elements()
+	op, err := FastAddPod(pod, nil)
 	if err != nil {
 		return err
 	}
-	have := map[string]bool{}
-	for _, set := range []string{setMACs, setAddrs6, setAddrs4, setPrefixes6, setPrefixes4} {
-		cur, err := l.ListElements(ctx, "set", set)
-		if err != nil {
-			return fmt.Errorf("table %s %s set %s: %w", fam, Table, set, err)
-		}
-		for _, e := range cur {
-			have[set+" "+strings.Join(e.Key, " . ")] = true
-		}
+	var sets []RawElement
+	for _, s := range podSets {
+		sets = append(sets, RawElement{Family: fam, Set: s})
 	}
-	for _, e := range els {
-		if e.Set == setNDTargets {
-			continue // raw-payload keys list back in nft's own notation; the address sets cover the pod
+	have, err := r.List(sets)
+	if err != nil {
+		return fmt.Errorf("table %s %s: %w", fam, Table, err)
+	}
+	for _, w := range op.Elements {
+		found := false
+		for _, h := range have {
+			if h.Set == w.Set && bytes.Equal(h.Key, w.Key) && (w.KeyEnd == nil || bytes.Equal(h.KeyEnd, w.KeyEnd)) {
+				found = true
+				break
+			}
 		}
-		if k := e.Set + " " + strings.Join(e.Key, " . "); !have[k] {
-			return fmt.Errorf("table %s %s set %s lacks %s: the pod's traffic is dropped", fam, Table, e.Set, strings.Join(e.Key, " . "))
+		if !found {
+			return fmt.Errorf("table %s %s set %s lacks %s: the pod's traffic is dropped", fam, Table, w.Set, describe(w))
 		}
 	}
 	return nil
@@ -94,18 +94,40 @@ func CheckPod(ctx context.Context, l Lister, pod Pod) error {
 
 // sameRules compares by the comments duet puts on every rule, since nft
 // prints rules in its own canonical form.
-func sameRules(have []*knftables.Rule, want []rule) error {
+func sameRules(have []string, want []rule) error {
 	if len(have) != len(want) {
 		return fmt.Errorf("it has %d rules, duet wrote %d", len(have), len(want))
 	}
-	for i, r := range have {
-		c := ""
-		if r.Comment != nil {
-			c = *r.Comment
-		}
+	for i, c := range have {
 		if w := want[i].comment; c != w {
 			return fmt.Errorf("rule %d is %q, duet wrote %q", i, c, w)
 		}
 	}
 	return nil
+}
+
+// describe writes a per-pod element as nft lists it: the interface name,
+// then a MAC, an address or a range of addresses.
+func describe(e RawElement) string {
+	name, _ := keyIfname(e.Key)
+	if len(e.Key) <= 16 {
+		return name
+	}
+	rest := e.Key[16:]
+	if e.Set == setMACs && len(rest) >= 6 {
+		return name + " . " + net.HardwareAddr(rest[:6]).String()
+	}
+	a, ok := netip.AddrFromSlice(rest)
+	if !ok {
+		return fmt.Sprintf("%s . %x", name, rest)
+	}
+	if len(e.KeyEnd) == len(e.Key) {
+		if b, ok := netip.AddrFromSlice(e.KeyEnd[16:]); ok && b != a {
+			if p, ok := rangePrefix(a, b); ok {
+				return name + " . " + p.String()
+			}
+			return name + " . " + a.String() + "-" + b.String()
+		}
+	}
+	return name + " . " + a.String()
 }

@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"net/netip"
 	"strings"
@@ -16,17 +17,6 @@ var (
 	pool = []Pool{{CIDR: netip.MustParsePrefix("fd00:1::/48"), NAT: true}, {CIDR: netip.MustParsePrefix("2001:db8::/48"), NAT: false}, {CIDR: netip.MustParsePrefix("10.7.0.0/16"), NAT: true}}
 )
 
-func run(t *testing.T, fake *knftables.Fake, fill func(*knftables.Transaction) error) {
-	t.Helper()
-	tx := fake.NewTransaction()
-	if err := fill(tx); err != nil {
-		t.Fatal(err)
-	}
-	if err := fake.Run(context.Background(), tx); err != nil {
-		t.Fatalf("%v\n%s", err, tx)
-	}
-}
-
 func TestLinkLocal(t *testing.T) {
 	ll, ok := LinkLocal(mac1)
 	if !ok || ll.String() != "fe80::11:22ff:fe33:4455" {
@@ -36,7 +26,7 @@ func TestLinkLocal(t *testing.T) {
 
 func TestAddPodRenders(t *testing.T) {
 	fake := knftables.NewFake("", "")
-	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, pod1, pool) })
+	run(t, fake, func(t *tx) error { return addPod(t, pod1, pool) })
 	dump := fake.Dump()
 	for _, want := range []string{
 		`iifgroup 53479 jump from-pod`,
@@ -70,9 +60,9 @@ func TestSyncTwiceSameResult(t *testing.T) {
 		fake := knftables.NewFake("", "")
 		p := pod1
 		p.Bridged = bridged
-		run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, p, pool) })
+		run(t, fake, func(t *tx) error { return addPod(t, p, pool) })
 		first := fake.Dump()
-		run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, p, pool) })
+		run(t, fake, func(t *tx) error { return addPod(t, p, pool) })
 		if second := fake.Dump(); second != first {
 			t.Fatalf("bridged=%v: second sync changed the ruleset:\n%s\n---\n%s", bridged, first, second)
 		}
@@ -85,11 +75,11 @@ func TestRemovePodIdempotent(t *testing.T) {
 		p := pod1
 		p.Bridged = bridged
 		other := Pod{HostIf: "dt2", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 9}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:1::3")}, Bridged: bridged}
-		run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, other, pool) })
+		run(t, fake, func(t *tx) error { return addPod(t, other, pool) })
 		empty := fake.Dump()
-		run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, p, pool) })
+		run(t, fake, func(t *tx) error { return addPod(t, p, pool) })
 		for i := 0; i < 2; i++ { // DEL twice
-			run(t, fake, func(tx *knftables.Transaction) error { return RemovePod(tx, p, pool) })
+			run(t, fake, func(t *tx) error { return removePod(t, p, pool) })
 		}
 		if got := fake.Dump(); got != empty {
 			t.Fatalf("bridged=%v: remove left a different ruleset:\n%s\n---\n%s", bridged, empty, got)
@@ -102,7 +92,7 @@ func TestBridgedPodUsesBridgeTable(t *testing.T) {
 	p := pod1
 	p.Bridged = true
 	p.AllowedSources = []netip.Prefix{netip.MustParsePrefix("2001:db8:99::/64")}
-	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, p, pool) })
+	run(t, fake, func(t *tx) error { return addPod(t, p, pool) })
 	dump := fake.Dump()
 	for _, want := range []string{
 		`add element bridge duet pod_addrs4 { dt1 . 10.7.0.2 }`,
@@ -116,56 +106,95 @@ func TestBridgedPodUsesBridgeTable(t *testing.T) {
 	}
 }
 
+// tableReader is a Reader of what a fake holds: its rules' comments, and
+// as elements those FastAddPod makes (the kernel's own form), less the
+// ones a test deleted.
+type tableReader struct {
+	fake    *knftables.Fake
+	have    []RawElement
+	listErr error
+}
+
+func (r *tableReader) RuleComments(fam Family, chain string) ([]string, error) {
+	c := r.fake.Tables[knftables.Family(fam)][Table].Chains[chain]
+	if c == nil {
+		return nil, fmt.Errorf("no chain %s", chain)
+	}
+	var out []string
+	for _, rule := range c.Rules {
+		out = append(out, *rule.Comment)
+	}
+	return out, nil
+}
+
+func (r *tableReader) List([]RawElement) ([]RawElement, error) { return r.have, r.listErr }
+
 func TestCheckPod(t *testing.T) {
-	fake := knftables.NewFake(knftables.InetFamily, Table)
-	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, pod1, pool) })
-	inet := fake
-	if err := CheckPod(context.Background(), inet, pod1); err != nil {
-		t.Fatalf("CHECK after ADD: %v", err)
-	}
-	// Someone deletes the pod's address element: CHECK names it.
-	run(t, fake, func(tx *knftables.Transaction) error {
-		tx.Delete(&knftables.Element{Family: knftables.InetFamily, Table: Table, Set: setAddrs4, Key: []string{"dt1", "10.7.0.2"}})
-		return nil
-	})
-	if err := CheckPod(context.Background(), inet, pod1); err == nil || !strings.Contains(err.Error(), "10.7.0.2") {
-		t.Fatalf("got %v", err)
-	}
-	// Someone flushes the chain: CHECK says the table was modified.
-	run(t, fake, func(tx *knftables.Transaction) error {
-		tx.Flush(&knftables.Chain{Family: knftables.InetFamily, Table: Table, Name: chainFromPod})
-		return nil
-	})
-	if err := CheckPod(context.Background(), inet, pod1); err == nil || !strings.Contains(err.Error(), "modified") {
-		t.Fatalf("got %v", err)
-	}
-	// The RA guard's chain, behind the verdict map, is checked too.
-	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, pod1, pool) })
-	run(t, fake, func(tx *knftables.Transaction) error {
-		tx.Flush(&knftables.Chain{Family: knftables.InetFamily, Table: Table, Name: chainICMPv6})
-		return nil
-	})
-	if err := CheckPod(context.Background(), inet, pod1); err == nil || !strings.Contains(err.Error(), chainICMPv6) {
-		t.Fatalf("CHECK with the RA guard's chain flushed = %v, want it named", err)
+	for _, bridged := range []bool{false, true} {
+		p := pod1
+		p.Bridged = bridged
+		fam := p.family()
+		fake := knftables.NewFake("", "")
+		run(t, fake, func(t *tx) error { return addPod(t, p, pool) })
+		op, err := FastAddPod(p, pool)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r := &tableReader{fake: fake, have: op.Elements}
+		if err := CheckPod(r, p); err != nil {
+			t.Fatalf("bridged=%v: CHECK after ADD: %v", bridged, err)
+		}
+		// Someone deletes the pod's IPv4 address element: CHECK names it.
+		r.have = nil
+		for _, e := range op.Elements {
+			if e.Set != setAddrs4 {
+				r.have = append(r.have, e)
+			}
+		}
+		if err := CheckPod(r, p); err == nil || !strings.Contains(err.Error(), "dt1 . 10.7.0.2") {
+			t.Fatalf("bridged=%v: CHECK without the IPv4 element = %v, want it named", bridged, err)
+		}
+		// And its link-local address's neighbour-advertisement target.
+		r.have = nil
+		for _, e := range op.Elements {
+			if e.Set != setNDTargets || !strings.HasPrefix(describe(e), "dt1 . fe80::") {
+				r.have = append(r.have, e)
+			}
+		}
+		if err := CheckPod(r, p); err == nil || !strings.Contains(err.Error(), setNDTargets+" lacks dt1 . fe80::11:22ff:fe33:4455") {
+			t.Fatalf("bridged=%v: CHECK without the ND target = %v, want it named", bridged, err)
+		}
+		r.have = op.Elements
+		// Someone flushes the chain: CHECK says the table was modified.
+		run(t, fake, func(t *tx) error { t.flush(object{kind: "chain", fam: fam, name: chainFromPod}); return nil })
+		if err := CheckPod(r, p); err == nil || !strings.Contains(err.Error(), "modified") {
+			t.Fatalf("bridged=%v: got %v", bridged, err)
+		}
+		// The RA guard's chain, behind the verdict map, is checked too.
+		run(t, fake, func(t *tx) error { return addPod(t, p, pool) })
+		run(t, fake, func(t *tx) error { t.flush(object{kind: "chain", fam: fam, name: chainICMPv6}); return nil })
+		if err := CheckPod(r, p); err == nil || !strings.Contains(err.Error(), chainICMPv6) {
+			t.Fatalf("bridged=%v: CHECK with the RA guard's chain flushed = %v, want it named", bridged, err)
+		}
 	}
 }
 
 func TestFastPathNeedsCurrentTable(t *testing.T) {
 	fake := knftables.NewFake("", "")
-	tx := fake.NewTransaction()
-	if err := AddPodElements(tx, pod1, pool); err != nil {
+	script := &tx{}
+	if err := addPodElements(script, pod1, pool); err != nil {
 		t.Fatal(err)
 	}
-	if err := fake.Run(context.Background(), tx); err == nil {
+	if err := fake.Run(context.Background(), knft(fake, script)); err == nil {
 		t.Fatal("elements-only ADD succeeded on an empty ruleset; it must fail so the caller writes the table")
 	}
 	fake = knftables.NewFake("", "") // a failed Run leaves the fake unusable
-	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, pod1, pool) })
-	run(t, fake, func(tx *knftables.Transaction) error { return AddPodElements(tx, pod1, pool) }) // marks the table
+	run(t, fake, func(t *tx) error { return addPod(t, pod1, pool) })
+	run(t, fake, func(t *tx) error { return addPodElements(t, pod1, pool) }) // marks the table
 	full := fake.Dump()
 	p2 := Pod{HostIf: "dt2", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 7}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:1::9")}}
-	run(t, fake, func(tx *knftables.Transaction) error { return AddPodElements(tx, p2, pool) })
-	run(t, fake, func(tx *knftables.Transaction) error { return RemovePod(tx, p2, pool) })
+	run(t, fake, func(t *tx) error { return addPodElements(t, p2, pool) })
+	run(t, fake, func(t *tx) error { return removePod(t, p2, pool) })
 	if got := fake.Dump(); got != full {
 		t.Fatalf("fast add then remove changed the table:\n%s\n---\n%s", full, got)
 	}

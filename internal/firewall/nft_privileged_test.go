@@ -106,7 +106,7 @@ func TestNetlinkFastPathMatchesNFT(t *testing.T) {
 		raw := func(els []RawElement) []kernel.NFTElement {
 			var out []kernel.NFTElement
 			for _, e := range els {
-				out = append(out, kernel.NFTElement{Family: e.Family, Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd})
+				out = append(out, kernel.NFTElement{Family: string(e.Family), Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd})
 			}
 			return out
 		}
@@ -121,11 +121,11 @@ func TestNetlinkFastPathMatchesNFT(t *testing.T) {
 			err := in(func() error {
 				var refs []kernel.NFTSetRef
 				for _, s := range ResidueSets(p.family()) {
-					refs = append(refs, kernel.NFTSetRef{Family: s.Family, Set: s.Set})
+					refs = append(refs, kernel.NFTSetRef{Family: string(s.Family), Set: s.Set})
 				}
 				els, err := kernel.NFTListElements(Table, refs)
 				for _, e := range els {
-					have = append(have, RawElement{Family: e.Family, Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd})
+					have = append(have, RawElement{Family: Family(e.Family), Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd})
 				}
 				return err
 			})
@@ -155,6 +155,82 @@ func TestNetlinkFastPathMatchesNFT(t *testing.T) {
 		other, _ := FastAddPod(p, []Pool{{CIDR: netip.MustParsePrefix("fd00:99::/48"), NAT: true}})
 		if err := apply(other); err == nil {
 			t.Fatalf("bridged=%v: fast path accepted pools the table has no NAT elements for", bridged)
+		}
+	}
+}
+
+// nsReader reads duet's tables in a namespace over netlink, as the
+// plugin's CHECK does.
+type nsReader struct{ path string }
+
+func (r nsReader) in(fn func() error) error {
+	h, err := ns.GetNS(r.path)
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return h.Do(func(ns.NetNS) error { return fn() })
+}
+
+func (r nsReader) RuleComments(fam Family, chain string) (out []string, err error) {
+	err = r.in(func() error {
+		out, err = kernel.NFTRuleComments(string(fam), Table, chain)
+		return err
+	})
+	return out, err
+}
+
+func (r nsReader) List(sets []RawElement) (out []RawElement, err error) {
+	err = r.in(func() error {
+		var refs []kernel.NFTSetRef
+		for _, s := range sets {
+			refs = append(refs, kernel.NFTSetRef{Family: string(s.Family), Set: s.Set})
+		}
+		els, err := kernel.NFTListElements(Table, refs)
+		for _, e := range els {
+			out = append(out, RawElement{Family: Family(e.Family), Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd})
+		}
+		return err
+	})
+	return out, err
+}
+
+// TestCheckPodInRealTable: CHECK reads the kernel's table over netlink
+// (rule comments, raw elements) and finds a table nft wrote whole, a
+// pod's own address, an allowed prefix and a neighbour-advertisement
+// target that went missing, and a chain someone flushed.
+func TestCheckPodInRealTable(t *testing.T) {
+	kerneltest.RequireRoot(t)
+	for _, bridged := range []bool{false, true} {
+		path := kerneltest.NetNS(t)
+		name := kerneltest.NetNSName(path)
+		p := Pod{HostIf: "dt5", MAC: net.HardwareAddr{2, 1, 2, 3, 4, 5}, Bridged: bridged,
+			Addrs:          []netip.Addr{netip.MustParseAddr("fd00:1::5"), netip.MustParseAddr("10.7.0.5")},
+			AllowedSources: []netip.Prefix{netip.MustParsePrefix("2001:db8:9::/64"), netip.MustParsePrefix("192.0.2.0/24")}}
+		r := nsReader{path}
+		if err := CheckPod(r, p); err == nil {
+			t.Fatalf("bridged=%v: CHECK passed with no table", bridged)
+		}
+		script, _ := AddPodScript(p, pool)
+		nft(t, name, script)
+		if err := CheckPod(r, p); err != nil {
+			t.Fatalf("bridged=%v: CHECK after ADD: %v", bridged, err)
+		}
+		fam := p.family()
+		for _, c := range []struct{ del, want string }{
+			{"pod_addrs4 { dt5 . 10.7.0.5 }", "pod_addrs4 lacks dt5 . 10.7.0.5"},
+			{"pod_prefixes6 { dt5 . 2001:db8:9::/64 }", "pod_prefixes6 lacks dt5 . 2001:db8:9::/64"},
+			{"pod_nd_targets { dt5 . 0xfd000001000000000000000000000005 }", "pod_nd_targets lacks dt5 . fd00:1::5"},
+		} {
+			nft(t, name, "delete element "+string(fam)+" duet "+c.del)
+			if err := CheckPod(r, p); err == nil || !strings.Contains(err.Error(), c.want) {
+				t.Fatalf("bridged=%v: CHECK without %s = %v, want %q", bridged, c.del, err, c.want)
+			}
+			nft(t, name, script)
+		}
+		nft(t, name, "flush chain "+string(fam)+" duet "+chainUDP)
+		if err := CheckPod(r, p); err == nil || !strings.Contains(err.Error(), "modified") || !strings.Contains(err.Error(), chainUDP) {
+			t.Fatalf("bridged=%v: CHECK with %s flushed = %v", bridged, chainUDP, err)
 		}
 	}
 }

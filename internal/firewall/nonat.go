@@ -1,44 +1,34 @@
 package firewall
 
 import (
-	"context"
 	"fmt"
 	"net/netip"
 	"slices"
-	"strings"
-
-	"sigs.k8s.io/knftables"
 )
 
-// PeerPools compares the peer_pools6 and peer_pools4 sets of table inet
-// duet ("never masquerade towards these"), read through l, with want:
-// duetd keeps every node's pod ranges there in Kubernetes mode, so
-// pod-to-pod traffic across nodes keeps the pod's source. The sets are
-// duetd's alone (the plugin keeps its own pools in pools6 and pools4), so
-// they are replaced whole: a node that goes takes its range with it. It
-// returns the canonical set to write (nested and duplicate prefixes
-// dropped) and whether the kernel's differs; a missing table or set reads
-// as empty.
-func PeerPools(ctx context.Context, l Lister, want []netip.Prefix) (set []netip.Prefix, changed bool, err error) {
-	var have []netip.Prefix
-	for _, name := range []string{setPeers6, setPeers4} {
-		els, err := l.ListElements(ctx, "set", name)
-		if knftables.IsNotFound(err) {
-			continue
-		}
+// PeerPoolSets are the sets of table inet duet that PeerPools compares.
+var PeerPoolSets = []string{setPeers6, setPeers4}
+
+// PeerPools compares the elements of the peer_pools6 and peer_pools4 sets
+// of table inet duet ("never masquerade towards these"), have, as nft
+// lists them (a missing table or set reads as none), with want: duetd
+// keeps every node's pod ranges there in Kubernetes mode, so pod-to-pod
+// traffic across nodes keeps the pod's source. The sets are duetd's alone
+// (the plugin keeps its own pools in pools6 and pools4), so they are
+// replaced whole: a node that goes takes its range with it. It returns
+// the canonical set to write (nested and duplicate prefixes dropped) and
+// whether the kernel's differs.
+func PeerPools(have []string, want []netip.Prefix) (set []netip.Prefix, changed bool, err error) {
+	var cur []netip.Prefix
+	for _, e := range have {
+		p, err := parseElement(e)
 		if err != nil {
-			return nil, false, fmt.Errorf("reading set inet %s %s: %w", Table, name, err)
+			return nil, false, fmt.Errorf("set inet %s %s or %s: %w", Table, setPeers6, setPeers4, err)
 		}
-		for _, e := range els {
-			p, err := parseElement(strings.Join(e.Key, " . "))
-			if err != nil {
-				return nil, false, fmt.Errorf("set inet %s %s: %w", Table, name, err)
-			}
-			have = append(have, p)
-		}
+		cur = append(cur, p)
 	}
 	set = canonical(want)
-	return set, !slices.Equal(canonical(have), set), nil
+	return set, !slices.Equal(canonical(cur), set), nil
 }
 
 // canonical is ps without duplicates or prefixes inside another, sorted.
@@ -62,12 +52,16 @@ func canonical(ps []netip.Prefix) []netip.Prefix {
 //
 // Equivalent to: flush set inet duet peer_pools6; add element inet duet peer_pools6 { fd00:10:244:2::/64 }
 func PeerPoolsScript(prefixes []netip.Prefix) string {
-	tx := newTx()
-	tx.Add(&knftables.Table{Family: knftables.InetFamily, Name: Table})
-	for _, s := range sets(knftables.InetFamily) {
-		if s.Name == setPeers6 || s.Name == setPeers4 {
-			tx.Add(s)
-			tx.Flush(s)
+	return peerPools(prefixes).String()
+}
+
+func peerPools(prefixes []netip.Prefix) *tx {
+	t := &tx{}
+	t.add(tableObj(Inet))
+	for _, s := range sets(Inet) {
+		if s.name == setPeers6 || s.name == setPeers4 {
+			t.add(s)
+			t.flush(s)
 		}
 	}
 	for _, p := range canonical(prefixes) {
@@ -75,9 +69,9 @@ func PeerPoolsScript(prefixes []netip.Prefix) string {
 		if p.Addr().Is6() {
 			set = setPeers6
 		}
-		tx.Add(&knftables.Element{Family: knftables.InetFamily, Table: Table, Set: set, Key: []string{p.String()}})
+		t.add(elementObj(Inet, set, p.String()))
 	}
-	return tx.String()
+	return t
 }
 
 // parseElement reads an element as nft lists it: a prefix, or a bare

@@ -20,7 +20,6 @@ import (
 // thread, inherits it.
 type nsLister struct{ path string }
 
-func (l nsLister) ListRules(context.Context, string) ([]*knftables.Rule, error) { return nil, nil }
 func (l nsLister) ListElements(ctx context.Context, typ, name string) (els []*knftables.Element, err error) {
 	h, err := ns.GetNS(l.path)
 	if err != nil {
@@ -52,7 +51,7 @@ func TestPeerPoolsWithPlugin(t *testing.T) {
 	l := nsLister{path}
 	own := []Pool{{CIDR: netip.MustParsePrefix("fd00:10:244:1::/64"), NAT: true}, {CIDR: netip.MustParsePrefix("10.244.1.0/24"), NAT: true}}
 	ranges := prefixes("fd00:10:244:1::/64", "10.244.1.0/24", "fd00:10:244:2::/64", "10.244.2.0/24")
-	set, changed, err := PeerPools(ctx, l, ranges)
+	set, changed, err := PeerPools(peerKeys(t, l), ranges)
 	if err != nil || !changed {
 		t.Fatalf("%v %v %v", set, changed, err)
 	}
@@ -65,7 +64,7 @@ func TestPeerPoolsWithPlugin(t *testing.T) {
 	full, _ := AddPodScript(pod, own)
 	nft(t, name, full)
 	more := append(ranges, prefixes("fd00:10:244:3::/64", "10.244.3.0/24")...)
-	set, changed, err = PeerPools(ctx, l, more)
+	set, changed, err = PeerPools(peerKeys(t, l), more)
 	if err != nil || !changed || len(set) != 6 {
 		t.Fatalf("a third node: %v %v %v", set, changed, err)
 	}
@@ -73,7 +72,7 @@ func TestPeerPoolsWithPlugin(t *testing.T) {
 	other := Pod{HostIf: "dt2", MAC: net.HardwareAddr{2, 1, 2, 3, 4, 2}, Addrs: []netip.Addr{netip.MustParseAddr("fd00:10:244:1::6")}}
 	fast, _ = AddPodElementsScript(other, own)
 	nft(t, name, fast)
-	if _, changed, err := PeerPools(ctx, l, more); err != nil || changed {
+	if _, changed, err := PeerPools(peerKeys(t, l), more); err != nil || changed {
 		t.Fatalf("again: %v %v", changed, err)
 	}
 	out := listSets(t, name)
@@ -88,7 +87,7 @@ func TestPeerPoolsWithPlugin(t *testing.T) {
 	}
 	// Both pods go, and with them the plugin's pools; duetd's set stays.
 	nft(t, name, PrunePoolsScript(prefixes("fd00:10:244:1::/64", "10.244.1.0/24")))
-	if _, changed, err := PeerPools(ctx, l, more); err != nil || changed {
+	if _, changed, err := PeerPools(peerKeys(t, l), more); err != nil || changed {
 		t.Fatalf("after the plugin pruned its pools, duetd's set changed: %v %v", changed, err)
 	}
 	if nat6, _ := l.ListElements(ctx, "set", setNAT6); len(nat6) != 0 {

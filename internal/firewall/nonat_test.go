@@ -2,7 +2,6 @@ package firewall
 
 import (
 	"context"
-	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -15,6 +14,27 @@ func prefixes(s ...string) []netip.Prefix {
 	var out []netip.Prefix
 	for _, p := range s {
 		out = append(out, netip.MustParsePrefix(p))
+	}
+	return out
+}
+
+// elementLister is what peerKeys reads through: knftables' fake, or nft.
+type elementLister interface {
+	ListElements(ctx context.Context, objectType, name string) ([]*knftables.Element, error)
+}
+
+// peerKeys lists the peer sets' elements as duetd does, for PeerPools.
+func peerKeys(t *testing.T, l elementLister) []string {
+	t.Helper()
+	var out []string
+	for _, name := range PeerPoolSets {
+		els, err := l.ListElements(context.Background(), "set", name)
+		if err != nil && !knftables.IsNotFound(err) {
+			t.Fatalf("listing %s: %v", name, err)
+		}
+		for _, e := range els {
+			out = append(out, strings.Join(e.Key, " . "))
+		}
 	}
 	return out
 }
@@ -33,13 +53,12 @@ func TestCanonical(t *testing.T) {
 // path holds. A second pass has nothing to do; a node that goes leaves
 // the sets with it.
 func TestPeerPoolsScript(t *testing.T) {
-	ctx := context.Background()
 	fake := knftables.NewFake(knftables.InetFamily, Table)
 	own := []Pool{{CIDR: netip.MustParsePrefix("fd00:10:244:1::/64"), NAT: true}, {CIDR: netip.MustParsePrefix("10.244.1.0/24"), NAT: true}}
-	run(t, fake, func(tx *knftables.Transaction) error { return AddPod(tx, pod1, own) })
+	run(t, fake, func(t *tx) error { return addPod(t, pod1, own) })
 	before := fake.Dump()
 	want := prefixes("fd00:10:244:1::/64", "fd00:10:244:2::/64", "10.244.1.0/24", "10.244.2.0/24")
-	set, changed, err := PeerPools(ctx, fake, want)
+	set, changed, err := PeerPools(peerKeys(t, fake), want)
 	if err != nil || !changed || len(set) != 4 {
 		t.Fatal(set, changed, err)
 	}
@@ -59,32 +78,20 @@ func TestPeerPoolsScript(t *testing.T) {
 	if !slices.Equal(elements, wantEls) {
 		t.Errorf("elements %q, want %q", elements, wantEls)
 	}
-	// Into the fake, which does not parse scripts: the same elements.
+	// Into the fake: the same script.
 	write := func(ps []netip.Prefix) {
-		run(t, fake, func(tx *knftables.Transaction) error {
-			for _, s := range []string{setPeers6, setPeers4} {
-				tx.Flush(&knftables.Set{Family: knftables.InetFamily, Table: Table, Name: s})
-			}
-			for _, p := range ps {
-				s := setPeers4
-				if p.Addr().Is6() {
-					s = setPeers6
-				}
-				tx.Add(&knftables.Element{Family: knftables.InetFamily, Table: Table, Set: s, Key: []string{p.String()}})
-			}
-			return nil
-		})
+		run(t, fake, func(t *tx) error { *t = *peerPools(ps); return nil })
 	}
 	write(set)
 	after := fake.Dump()
 	if !strings.Contains(after, "rules_"+rulesVersion) || strings.Count(after, "add rule") != strings.Count(before, "add rule") {
 		t.Errorf("table changed beyond the peer sets:\n%s", after)
 	}
-	if _, changed, err := PeerPools(ctx, fake, want); err != nil || changed {
+	if _, changed, err := PeerPools(peerKeys(t, fake), want); err != nil || changed {
 		t.Errorf("second pass: changed %v, %v; want nothing to do", changed, err)
 	}
 	less := prefixes("fd00:10:244:1::/64", "10.244.1.0/24")
-	set, changed, err = PeerPools(ctx, fake, less)
+	set, changed, err = PeerPools(peerKeys(t, fake), less)
 	if err != nil || !changed || !slices.Equal(set, canonical(less)) {
 		t.Fatalf("a node gone: %v %v %v", set, changed, err)
 	}
@@ -98,7 +105,7 @@ func TestPeerPoolsScript(t *testing.T) {
 // script makes it with the two peer sets only (no marker, so the
 // plugin's first ADD writes the whole table).
 func TestPeerPoolsNoTable(t *testing.T) {
-	set, changed, err := PeerPools(context.Background(), knftables.NewFake(knftables.InetFamily, Table), prefixes("fd00:10:244:2::/64"))
+	set, changed, err := PeerPools(peerKeys(t, knftables.NewFake(knftables.InetFamily, Table)), prefixes("fd00:10:244:2::/64"))
 	if err != nil || !changed || len(set) != 1 {
 		t.Fatal(set, changed, err)
 	}
@@ -113,15 +120,8 @@ func TestPeerPoolsNoTable(t *testing.T) {
 	}
 }
 
-type failingLister struct{}
-
-func (failingLister) ListRules(context.Context, string) ([]*knftables.Rule, error) { return nil, nil }
-func (failingLister) ListElements(context.Context, string, string) ([]*knftables.Element, error) {
-	return nil, fmt.Errorf("nft: permission denied")
-}
-
-func TestPeerPoolsListError(t *testing.T) {
-	if _, _, err := PeerPools(context.Background(), failingLister{}, prefixes("fd00::/64")); err == nil || !strings.Contains(err.Error(), "peer_pools6") {
-		t.Errorf("got %v", err)
+func TestPeerPoolsBadElement(t *testing.T) {
+	if _, _, err := PeerPools([]string{"fd00:10:244:2::/64", "dt1"}, prefixes("fd00::/64")); err == nil || !strings.Contains(err.Error(), "peer_pools6") || !strings.Contains(err.Error(), `"dt1"`) {
+		t.Errorf("got %v, want the set and the element named", err)
 	}
 }

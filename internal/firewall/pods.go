@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-
-	"sigs.k8s.io/knftables"
 )
 
 // Pod is what the protections need to know of one pod interface.
@@ -45,23 +43,21 @@ func LinkLocal(mac net.HardwareAddr) (netip.Addr, bool) {
 	return netip.AddrFrom16(b), true
 }
 
-func (p Pod) family() knftables.Family {
+func (p Pod) family() Family {
 	if p.Bridged {
-		return knftables.BridgeFamily
+		return Bridge
 	}
-	return knftables.InetFamily
+	return Inet
 }
 
 // elements are the set elements that admit p's traffic.
-func (p Pod) elements() ([]*knftables.Element, error) {
+func (p Pod) elements() ([]object, error) {
 	if p.HostIf == "" || len(p.MAC) != 6 {
 		return nil, fmt.Errorf("firewall: pod needs a host interface and a MAC (got %q, %v)", p.HostIf, p.MAC)
 	}
 	fam := p.family()
-	el := func(set string, key ...string) *knftables.Element {
-		return &knftables.Element{Family: fam, Table: Table, Set: set, Key: key}
-	}
-	out := []*knftables.Element{el(setMACs, p.HostIf, p.MAC.String())}
+	el := func(set string, key ...string) object { return elementObj(fam, set, key...) }
+	out := []object{el(setMACs, p.HostIf, p.MAC.String())}
 	for _, s := range p.sources() {
 		if s.Addr().Is6() {
 			out = append(out, el(setNDTargets, p.HostIf, hexRange(s)))
@@ -156,17 +152,17 @@ func prefixString(p netip.Prefix) string {
 	return p.Masked().String()
 }
 
-func poolElements(pools []Pool) []*knftables.Element {
-	var out []*knftables.Element
+func poolElements(pools []Pool) []object {
+	var out []object
 	for _, p := range pools {
 		all, nat := setPools4, setNAT4
 		if p.CIDR.Addr().Is6() {
 			all, nat = setPools6, setNAT6
 		}
-		k := []string{p.CIDR.Masked().String()}
-		out = append(out, &knftables.Element{Family: knftables.InetFamily, Table: Table, Set: all, Key: k})
+		k := p.CIDR.Masked().String()
+		out = append(out, elementObj(Inet, all, k))
 		if p.NAT {
-			out = append(out, &knftables.Element{Family: knftables.InetFamily, Table: Table, Set: nat, Key: k})
+			out = append(out, elementObj(Inet, nat, k))
 		}
 	}
 	return out
@@ -174,33 +170,33 @@ func poolElements(pools []Pool) []*knftables.Element {
 
 // podPoolElements record that pod's network has pools: what keeps the
 // pools' own elements in place while a pod needs them.
-func podPoolElements(pod Pod, pools []Pool) []*knftables.Element {
-	var out []*knftables.Element
+func podPoolElements(pod Pod, pools []Pool) []object {
+	var out []object
 	for _, p := range pools {
 		set := setPodPools4
 		if p.CIDR.Addr().Is6() {
 			set = setPodPools6
 		}
-		out = append(out, &knftables.Element{Family: knftables.InetFamily, Table: Table, Set: set, Key: []string{pod.HostIf, p.CIDR.Masked().String()}})
+		out = append(out, elementObj(Inet, set, pod.HostIf, p.CIDR.Masked().String()))
 	}
 	return out
 }
 
-// AddPod fills tx with everything pod needs: both tables (the inet one
+// addPod fills t with everything pod needs: both tables (the inet one
 // always holds NAT), the pools, and the pod's elements.
-func AddPod(tx *knftables.Transaction, pod Pod, pools []Pool) error {
+func addPod(t *tx, pod Pod, pools []Pool) error {
 	els, err := pod.elements()
 	if err != nil {
 		return err
 	}
-	ensureTable(tx, knftables.InetFamily)
+	ensureTable(t, Inet)
 	if pod.Bridged {
-		ensureTable(tx, knftables.BridgeFamily)
+		ensureTable(t, Bridge)
 	}
 	for _, e := range append(append(poolElements(pools), podPoolElements(pod, pools)...), els...) {
-		tx.Add(e)
+		t.add(e)
 	}
-	addMarkers(tx, pod, pools)
+	addMarkers(t, pod, pools)
 	return nil
 }
 
@@ -208,63 +204,63 @@ func AddPod(tx *knftables.Transaction, pod Pod, pools []Pool) error {
 // version's rules ("v"), and that inet holds each pool's elements: what
 // the netlink fast path checks before it changes a pod's elements alone.
 // A pool's marker goes with its elements when its last pod goes.
-func addMarkers(tx *knftables.Transaction, pod Pod, pools []Pool) {
-	for _, fam := range []knftables.Family{knftables.InetFamily, pod.family()} {
-		tx.Add(&knftables.Element{Family: fam, Table: Table, Set: markerSet(), Key: []string{"v"}})
+func addMarkers(t *tx, pod Pod, pools []Pool) {
+	for _, fam := range []Family{Inet, pod.family()} {
+		t.add(elementObj(fam, markerSet(), "v"))
 	}
 	for _, p := range pools {
-		tx.Add(&knftables.Element{Family: knftables.InetFamily, Table: Table, Set: markerSet(), Key: []string{poolMarker(p)}})
+		t.add(elementObj(Inet, markerSet(), poolMarker(p)))
 	}
 }
 
-// AddPodElements fills tx with pod's and the pools' elements only, for a
+// addPodElements fills t with pod's and the pools' elements only, for a
 // table that already holds the current static rules: one small
 // transaction instead of rewriting chains on every ADD. It fails as a
 // whole (touching the marker set first) when the table is missing or was
-// written by another version of duet; then use AddPod.
-func AddPodElements(tx *knftables.Transaction, pod Pod, pools []Pool) error {
+// written by another version of duet; then use addPod.
+func addPodElements(t *tx, pod Pod, pools []Pool) error {
 	els, err := pod.elements()
 	if err != nil {
 		return err
 	}
-	fams := []knftables.Family{knftables.InetFamily}
+	fams := []Family{Inet}
 	if pod.Bridged {
-		fams = append(fams, knftables.BridgeFamily)
+		fams = append(fams, Bridge)
 	}
 	for _, fam := range fams {
-		tx.Add(&knftables.Element{Family: fam, Table: Table, Set: markerSet(), Key: []string{"v"}})
+		t.add(elementObj(fam, markerSet(), "v"))
 	}
 	for _, e := range append(append(poolElements(pools), podPoolElements(pod, pools)...), els...) {
-		tx.Add(e)
+		t.add(e)
 	}
-	addMarkers(tx, pod, pools)
+	addMarkers(t, pod, pools)
 	return nil
 }
 
-// RemovePod fills tx with the removal of pod's elements (those its
+// removePod fills t with the removal of pod's elements (those its
 // allocation says it has). Each element is added, then deleted, so the
 // transaction succeeds whether or not it was there: DEL must be
 // idempotent, and nft 1.0.6 has no "destroy". DEL's own path is Residue,
 // which reads what the table holds instead; this is its fallback, and
 // removes the pod's records of pools (not the pools' own elements).
-func RemovePod(tx *knftables.Transaction, pod Pod, pools []Pool) error {
+func removePod(t *tx, pod Pod, pools []Pool) error {
 	els, err := pod.elements()
 	if err != nil {
 		return err
 	}
-	ensureTable(tx, pod.family())
-	if pod.family() != knftables.InetFamily {
-		ensureTable(tx, knftables.InetFamily)
+	ensureTable(t, pod.family())
+	if pod.family() != Inet {
+		ensureTable(t, Inet)
 	}
-	removeElements(tx, append(els, podPoolElements(pod, pools)...))
+	removeElements(t, append(els, podPoolElements(pod, pools)...))
 	return nil
 }
 
-func removeElements(tx *knftables.Transaction, els []*knftables.Element) {
+func removeElements(t *tx, els []object) {
 	for _, e := range els {
-		tx.Add(e)
+		t.add(e)
 	}
 	for _, e := range els {
-		tx.Delete(e)
+		t.del(e)
 	}
 }

@@ -5,8 +5,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"net/netip"
-
-	"sigs.k8s.io/knftables"
 )
 
 // RawElement is a set element as the kernel stores it: key bytes (and the
@@ -14,7 +12,7 @@ import (
 // and DEL change a pod's elements over netlink in one batch, without
 // running nft, when the table is known to be current.
 type RawElement struct {
-	Family knftables.Family
+	Family Family
 	Set    string
 	Key    []byte
 	KeyEnd []byte
@@ -31,7 +29,7 @@ type FastOp struct {
 }
 
 // marker is the marker-set element key in fam.
-func marker(fam knftables.Family, key string) RawElement {
+func marker(fam Family, key string) RawElement {
 	return RawElement{Family: fam, Set: markerSet(), Key: ifname(key)}
 }
 
@@ -86,7 +84,7 @@ func FastAddPod(pod Pod, pools []Pool) (FastOp, error) {
 	fam := pod.family()
 	op := FastOp{Add: true, Checks: []RawElement{marker(fam, "v")}}
 	for _, p := range pools {
-		op.Checks = append(op.Checks, marker(knftables.InetFamily, poolMarker(p)))
+		op.Checks = append(op.Checks, marker(Inet, poolMarker(p)))
 	}
 	name := ifname(pod.HostIf)
 	op.Elements = append(op.Elements,
@@ -107,7 +105,7 @@ func FastAddPod(pod Pod, pools []Pool) (FastOp, error) {
 		if p.CIDR.Addr().Is6() {
 			set = setPodPools6
 		}
-		op.Elements = append(op.Elements, RawElement{Family: knftables.InetFamily, Set: set,
+		op.Elements = append(op.Elements, RawElement{Family: Inet, Set: set,
 			Key: cat(name, addrBytes(p.CIDR.Masked().Addr())), KeyEnd: cat(name, addrBytes(lastAddr(p.CIDR)))})
 	}
 	return op, nil

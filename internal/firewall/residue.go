@@ -3,13 +3,11 @@ package firewall
 import (
 	"bytes"
 	"net/netip"
-
-	"sigs.k8s.io/knftables"
 )
 
 // ResidueSets are the sets Residue reads: the per-pod sets of each of
 // fams' tables, and the pod-pool sets of table inet duet.
-func ResidueSets(fams ...knftables.Family) []RawElement {
+func ResidueSets(fams ...Family) []RawElement {
 	var out []RawElement
 	for _, fam := range fams {
 		for _, s := range podSets {
@@ -17,7 +15,7 @@ func ResidueSets(fams ...knftables.Family) []RawElement {
 		}
 	}
 	for _, s := range podPoolSets {
-		out = append(out, RawElement{Family: knftables.InetFamily, Set: s})
+		out = append(out, RawElement{Family: Inet, Set: s})
 	}
 	return out
 }
@@ -59,7 +57,7 @@ func Residue(have []RawElement, gone func(ifname string) bool) (del FastOp, pool
 func PodPoolSets() []RawElement {
 	var out []RawElement
 	for _, s := range podPoolSets {
-		out = append(out, RawElement{Family: knftables.InetFamily, Set: s})
+		out = append(out, RawElement{Family: Inet, Set: s})
 	}
 	return out
 }
@@ -89,21 +87,26 @@ func isPodPoolSet(s string) bool { return s == setPodPools6 || s == setPodPools4
 // succeeds whatever is there (nft 1.0.6 has no "destroy"). A pool of
 // another version's table that lacks them is thereby left as it was.
 func PrunePoolsScript(pools []netip.Prefix) string {
-	tx := newTx()
-	tx.Add(&knftables.Table{Family: knftables.InetFamily, Name: Table})
-	for _, s := range sets(knftables.InetFamily) {
-		tx.Add(s)
+	t := prunePools(pools)
+	return t.String()
+}
+
+func prunePools(pools []netip.Prefix) *tx {
+	t := &tx{}
+	t.add(tableObj(Inet))
+	for _, s := range sets(Inet) {
+		t.add(s)
 	}
-	tx.Add(&knftables.Set{Family: knftables.InetFamily, Table: Table, Name: markerSet(), Type: "ifname"})
-	var els []*knftables.Element
+	t.add(markerSetObj(Inet))
+	var els []object
 	for _, p := range pools {
 		els = append(els, poolElements([]Pool{{CIDR: p, NAT: true}})...)
 		for _, nat := range []bool{true, false} {
-			els = append(els, &knftables.Element{Family: knftables.InetFamily, Table: Table, Set: markerSet(), Key: []string{poolMarker(Pool{CIDR: p, NAT: nat})}})
+			els = append(els, elementObj(Inet, markerSet(), poolMarker(Pool{CIDR: p, NAT: nat})))
 		}
 	}
-	removeElements(tx, els)
-	return tx.String()
+	removeElements(t, els)
+	return t
 }
 
 // keyIfname reads the interface name that leads a per-pod key: nft's

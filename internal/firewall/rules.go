@@ -5,9 +5,11 @@
 // Static rules live in chains and never mention a pod; what changes per
 // pod is set elements, so ADD and DEL are one small transaction each and
 // the per-packet cost does not grow with the number of pods (one hash
-// lookup per check). Everything here is pure: it fills knftables
-// transactions, which tests dump and compare without root, and which
-// Apply hands to nft in a single atomic `nft -f`.
+// lookup per check). Everything here is pure: it renders nft scripts,
+// each one atomic `nft -f`, which tests run on knftables' fake and
+// compare without root, and builds the netlink batches of the fast path.
+// NetworkPolicy's table is package policynft's, apart, because it is
+// duetd's alone and this package is linked into the CNI plugin.
 //
 // Two tables, one per family of hook:
 //
@@ -20,8 +22,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-
-	"sigs.k8s.io/knftables"
 )
 
 // Table is the name of both of duet's tables.
@@ -144,69 +144,77 @@ var natRules = []rule{
 	{"ip saddr @" + setNAT4 + " ip daddr != @" + setPools4 + " ip daddr != @" + setPeers4 + " masquerade", "duet: natOutgoing (IPv4)"},
 }
 
-func sets(fam knftables.Family) []*knftables.Set {
-	interval := []knftables.SetFlag{knftables.IntervalFlag}
-	s := []*knftables.Set{
-		{Name: setMACs, Type: "ifname . ether_addr"},
-		{Name: setAddrs6, Type: "ifname . ipv6_addr"},
-		{Name: setAddrs4, Type: "ifname . ipv4_addr"},
-		{Name: setPrefixes6, Type: "ifname . ipv6_addr", Flags: interval},
-		{Name: setPrefixes4, Type: "ifname . ipv4_addr", Flags: interval},
-		{Name: setNDTargets, TypeOf: "iifname . @th,64,128", Flags: interval},
+func sets(fam Family) []object {
+	set := func(name, typ string, interval bool) object {
+		return object{kind: "set", fam: fam, name: name, setType: typ, interval: interval}
 	}
-	if fam == knftables.InetFamily {
+	s := []object{
+		set(setMACs, "ifname . ether_addr", false),
+		set(setAddrs6, "ifname . ipv6_addr", false),
+		set(setAddrs4, "ifname . ipv4_addr", false),
+		set(setPrefixes6, "ifname . ipv6_addr", true),
+		set(setPrefixes4, "ifname . ipv4_addr", true),
+		{kind: "set", fam: fam, name: setNDTargets, typeOf: "iifname . @th,64,128", interval: true},
+	}
+	if fam == Inet {
 		s = append(s,
-			&knftables.Set{Name: setPools6, Type: "ipv6_addr", Flags: interval},
-			&knftables.Set{Name: setPools4, Type: "ipv4_addr", Flags: interval},
-			&knftables.Set{Name: setNAT6, Type: "ipv6_addr", Flags: interval},
-			&knftables.Set{Name: setNAT4, Type: "ipv4_addr", Flags: interval},
-			&knftables.Set{Name: setPodPools6, Type: "ifname . ipv6_addr", Flags: interval},
-			&knftables.Set{Name: setPodPools4, Type: "ifname . ipv4_addr", Flags: interval},
-			&knftables.Set{Name: setPeers6, Type: "ipv6_addr", Flags: interval},
-			&knftables.Set{Name: setPeers4, Type: "ipv4_addr", Flags: interval},
+			set(setPools6, "ipv6_addr", true),
+			set(setPools4, "ipv4_addr", true),
+			set(setNAT6, "ipv6_addr", true),
+			set(setNAT4, "ipv4_addr", true),
+			set(setPodPools6, "ifname . ipv6_addr", true),
+			set(setPodPools4, "ifname . ipv4_addr", true),
+			set(setPeers6, "ipv6_addr", true),
+			set(setPeers4, "ipv4_addr", true),
 		)
-	}
-	for _, x := range s {
-		x.Family, x.Table = fam, Table
 	}
 	return s
 }
+
+// markerSetObj declares fam's marker set (see markerSet).
+func markerSetObj(fam Family) object {
+	return object{kind: "set", fam: fam, name: markerSet(), setType: "ifname"}
+}
+
+// Hook priorities: prerouting at raw's (-300), before conntrack, in both
+// tables; masquerade at srcnat's (100).
+const (
+	priorityRaw    = -300
+	prioritySrcNAT = 100
+)
 
 // ensureTable adds fam's table, sets and chains, and rewrites its static
 // rules. Adding what exists is a no-op and the rules are flushed first, so
 // this is safe to run in every transaction: it also repairs a table that
 // someone edited by hand.
-func ensureTable(tx *knftables.Transaction, fam knftables.Family) {
-	tx.Add(&knftables.Table{Family: fam, Name: Table})
+func ensureTable(t *tx, fam Family) {
+	t.add(tableObj(fam))
 	for _, s := range sets(fam) {
-		tx.Add(s)
+		t.add(s)
 	}
 	// The marker says which static rules the table holds; see markerSet.
-	tx.Add(&knftables.Set{Family: fam, Table: Table, Name: markerSet(), Type: "ifname"})
+	t.add(markerSetObj(fam))
 	rules := bridgeRules
-	hookPrio := knftables.BaseChainPriority("-300") // before conntrack, like raw
-	if fam == knftables.InetFamily {
-		rules, hookPrio = inetRules, knftables.RawPriority
+	if fam == Inet {
+		rules = inetRules
 	}
-	chains := map[string][]rule{chainFromPod: rules, chainICMPv6: icmpv6Rules, chainUDP: udpRules}
-	icmp := &knftables.Chain{Family: fam, Table: Table, Name: chainICMPv6}
-	udp := &knftables.Chain{Family: fam, Table: Table, Name: chainUDP}
-	from := &knftables.Chain{Family: fam, Table: Table, Name: chainFromPod}
-	pre := &knftables.Chain{Family: fam, Table: Table, Name: "prerouting",
-		Type: knftables.PtrTo(knftables.FilterType), Hook: knftables.PtrTo(knftables.PreroutingHook), Priority: knftables.PtrTo(hookPrio)}
-	chains["prerouting"] = []rule{{fmt.Sprintf("iifgroup %d jump %s", Group, chainFromPod), "duet: pods"}}
-	list := []*knftables.Chain{icmp, udp, from, pre} // jump targets first
-	if fam == knftables.InetFamily {
-		nat := &knftables.Chain{Family: fam, Table: Table, Name: "postrouting",
-			Type: knftables.PtrTo(knftables.NATType), Hook: knftables.PtrTo(knftables.PostroutingHook), Priority: knftables.PtrTo(knftables.SNATPriority)}
+	chain := func(name string) object { return object{kind: "chain", fam: fam, name: name} }
+	pre := chain("prerouting")
+	pre.chainType, pre.hook, pre.priority = "filter", "prerouting", priorityRaw
+	chains := map[string][]rule{chainFromPod: rules, chainICMPv6: icmpv6Rules, chainUDP: udpRules,
+		"prerouting": {{fmt.Sprintf("iifgroup %d jump %s", Group, chainFromPod), "duet: pods"}}}
+	list := []object{chain(chainICMPv6), chain(chainUDP), chain(chainFromPod), pre} // jump targets first
+	if fam == Inet {
+		nat := chain("postrouting")
+		nat.chainType, nat.hook, nat.priority = "nat", "postrouting", prioritySrcNAT
 		list = append(list, nat)
 		chains["postrouting"] = natRules
 	}
 	for _, c := range list {
-		tx.Add(c)
-		tx.Flush(c)
-		for _, r := range chains[c.Name] {
-			tx.Add(&knftables.Rule{Family: fam, Table: Table, Chain: c.Name, Rule: r.expr, Comment: knftables.PtrTo(r.comment)})
+		t.add(c)
+		t.flush(c)
+		for _, r := range chains[c.name] {
+			t.add(object{kind: "rule", fam: fam, name: c.name, rule: r})
 		}
 	}
 }
@@ -220,9 +228,13 @@ var rulesVersion = func() string {
 			fmt.Fprintf(h, "%s|%s\n", r.expr, r.comment)
 		}
 	}
-	for _, fam := range []knftables.Family{knftables.InetFamily, knftables.BridgeFamily} {
+	for _, fam := range []Family{Inet, Bridge} {
 		for _, s := range sets(fam) {
-			fmt.Fprintf(h, "%s %s %s %s %v\n", fam, s.Name, s.Type, s.TypeOf, s.Flags)
+			flags := "[]"
+			if s.interval {
+				flags = "[interval]"
+			}
+			fmt.Fprintf(h, "%s %s %s %s %s\n", fam, s.name, s.setType, s.typeOf, flags)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))[:12]

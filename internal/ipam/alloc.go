@@ -146,7 +146,7 @@ func putAllocation(tx store.Tx, a Allocation) error {
 }
 
 func allocateOne(tx store.Tx, req Request, fam Family, mac string) (IP, string, error) {
-	own, err := nodeBlocks(tx, req.Node) // read again: an earlier family may have written one
+	own, err := nodeFamilyBlocks(tx, req.Node, fam)
 	if err != nil {
 		return IP{}, "", err
 	}

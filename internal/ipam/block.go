@@ -45,20 +45,35 @@ type Block struct {
 func blockKey(node string, p netip.Prefix) string { return blocksPrefix + node + "/" + p.String() }
 
 // Blocks lists every block in the store.
-func Blocks(tx store.Tx) ([]Block, error) { return listBlocks(tx, blocksPrefix) }
+func Blocks(tx store.Tx) ([]Block, error) { return listBlocks(tx, blocksPrefix, nil) }
 
 // nodeBlocks lists the blocks with an affinity to node.
 func nodeBlocks(tx store.Tx, node string) ([]Block, error) {
-	return listBlocks(tx, blocksPrefix+node+"/")
+	return listBlocks(tx, blocksPrefix+node+"/", nil)
 }
 
-func listBlocks(tx store.Tx, prefix string) ([]Block, error) {
+// nodeFamilyBlocks lists node's blocks of fam. The family is read from
+// each block's key, so the others are not decoded: a block holds a map
+// of every address in use, and decoding it is most of an allocation's
+// work in the store.
+func nodeFamilyBlocks(tx store.Tx, node string, fam Family) ([]Block, error) {
+	return listBlocks(tx, blocksPrefix+node+"/", func(cidr netip.Prefix) bool { return FamilyOf(cidr.Addr()) == fam })
+}
+
+// listBlocks decodes the blocks under prefix, all of them, or with keep
+// those whose key names a CIDR it accepts (and any whose key names none).
+func listBlocks(tx store.Tx, prefix string, keep func(netip.Prefix) bool) ([]Block, error) {
 	kvs, err := tx.List(prefix)
 	if err != nil {
 		return nil, err
 	}
 	out := make([]Block, 0, len(kvs))
 	for _, kv := range kvs {
+		if keep != nil {
+			if cidr, err := netip.ParsePrefix(strings.TrimPrefix(kv.Key, prefix)); err == nil && !keep(cidr) {
+				continue
+			}
+		}
 		var b Block
 		if err := json.Unmarshal(kv.Value, &b); err != nil {
 			return nil, fmt.Errorf("store key %s is corrupt: %w", kv.Key, err)

@@ -404,3 +404,36 @@ func TestAllocationReadsOnlyItsNode(t *testing.T) {
 		t.Fatalf("a node name with '/': %v", err)
 	}
 }
+
+// TestAllocateDecodesItsFamilyOnly: an allocation decodes only the node's
+// blocks of the family it allocates (the family is in the key), so a
+// corrupt IPv4 block stops IPv4 allocations, with the key named, and
+// IPv6 ones go on from their own block.
+func TestAllocateDecodesItsFamilyOnly(t *testing.T) {
+	s := memstore.New()
+	pools := []Pool{mustPool(t, PoolSpec{CIDR: "fd00:1::/48"}), mustPool(t, PoolSpec{CIDR: "10.7.0.0/16"})}
+	var first Allocation
+	update(t, s, func(tx store.Tx) (err error) {
+		first, err = Allocate(tx, req("c1", pools, IPv6, IPv4))
+		return err
+	})
+	v4Key := blockKey("node-a", first.IPs[1].Block)
+	update(t, s, func(tx store.Tx) error { return tx.Put(v4Key, []byte("{not json")) })
+	update(t, s, func(tx store.Tx) error {
+		a, err := Allocate(tx, req("c2", pools, IPv6))
+		if err != nil {
+			t.Fatalf("IPv6 allocation read the IPv4 block: %v", err)
+		}
+		if a.IPs[0].Block != first.IPs[0].Block || a.IPs[0].Address == first.IPs[0].Address {
+			t.Errorf("IPv6 allocation %v, want another address of block %s", a.IPs[0], first.IPs[0].Block)
+		}
+		return nil
+	})
+	err := s.Update(context.Background(), func(tx store.Tx) error {
+		_, err := Allocate(tx, req("c3", pools, IPv6, IPv4))
+		return err
+	})
+	if err == nil || !strings.Contains(err.Error(), v4Key) || !strings.Contains(err.Error(), "corrupt") {
+		t.Fatalf("IPv4 allocation from a corrupt block = %v, want the key named", err)
+	}
+}

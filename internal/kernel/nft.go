@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"os/exec"
 	"strings"
-
-	"sigs.k8s.io/knftables"
 )
 
 // ErrNoNFTables means nftables cannot be used on this host: the nft
@@ -34,16 +32,6 @@ func NFTApply(script string) error {
 		return fmt.Errorf("nft -f: %v: %s", err, msg)
 	}
 	return nil
-}
-
-// NFTTable returns a reader and writer of one nftables table in the host
-// namespace.
-func NFTTable(family knftables.Family, table string) (knftables.Interface, error) {
-	nft, err := knftables.New(family, table, knftables.NoObjectCommentEmulation)
-	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrNoNFTables, err)
-	}
-	return nft, nil
 }
 
 func firstLine(s string) string {

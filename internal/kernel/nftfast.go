@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"github.com/google/nftables"
+	"github.com/google/nftables/userdata"
 	"golang.org/x/sys/unix"
-	"sigs.k8s.io/knftables"
 )
 
 // NFTSetElements is one batch of set-element changes, sent over netlink
@@ -21,9 +21,10 @@ type NFTSetElements struct {
 	Elements []NFTElement
 }
 
-// NFTElement is one element, as raw key bytes.
+// NFTElement is one element, as raw key bytes. Family is "inet" or
+// "bridge".
 type NFTElement struct {
-	Family knftables.Family
+	Family string
 	Set    string
 	Key    []byte
 	KeyEnd []byte
@@ -31,15 +32,15 @@ type NFTElement struct {
 
 // NFTSetRef names one set of a table.
 type NFTSetRef struct {
-	Family knftables.Family
+	Family string
 	Set    string
 }
 
-func nftFamily(f knftables.Family) (nftables.TableFamily, error) {
+func nftFamily(f string) (nftables.TableFamily, error) {
 	switch f {
-	case knftables.InetFamily:
+	case "inet":
 		return nftables.TableFamilyINet, nil
-	case knftables.BridgeFamily:
+	case "bridge":
 		return nftables.TableFamilyBridge, nil
 	}
 	return 0, fmt.Errorf("nftables family %q not supported here", f)
@@ -109,7 +110,7 @@ func NFTApplyElements(b NFTSetElements) error {
 	return nil
 }
 
-func getSet(c *nftables.Conn, fam knftables.Family, table, name string) (*nftables.Set, error) {
+func getSet(c *nftables.Conn, fam string, table, name string) (*nftables.Set, error) {
 	f, err := nftFamily(fam)
 	if err != nil {
 		return nil, err
@@ -144,6 +145,30 @@ func NFTListElements(table string, sets []NFTSetRef) ([]NFTElement, error) {
 			}
 			out = append(out, NFTElement{Family: ref.Family, Set: ref.Set, Key: e.Key, KeyEnd: e.KeyEnd})
 		}
+	}
+	return out, nil
+}
+
+// NFTRuleComments reads the comments of chain's rules (of table, in
+// family), in order, over netlink: what tells duet's rules apart, since
+// nft prints a rule in its own canonical form. A rule without one reads
+// as "".
+func NFTRuleComments(family, table, chain string) ([]string, error) {
+	f, err := nftFamily(family)
+	if err != nil {
+		return nil, err
+	}
+	c, err := nftables.New()
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoNFTables, err)
+	}
+	rules, err := c.GetRules(&nftables.Table{Family: f, Name: table}, &nftables.Chain{Name: chain})
+	if err != nil {
+		return nil, fmt.Errorf("reading chain %s %s %s: %w", family, table, chain, err)
+	}
+	out := make([]string, len(rules))
+	for i, r := range rules {
+		out[i], _ = userdata.GetString(r.UserData, userdata.TypeComment)
 	}
 	return out, nil
 }

@@ -22,7 +22,7 @@ import (
 )
 
 // PolicySink is where Policies puts the rules of this node's pods, the
-// whole set each time: *firewall.PolicySyncer in duetd (one nftables
+// whole set each time: *policynft.Syncer in duetd (one nftables
 // transaction per call, nothing run when nothing changed), a fake in
 // tests. Calls never overlap.
 type PolicySink interface {

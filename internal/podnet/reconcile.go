@@ -2,6 +2,8 @@ package podnet
 
 import (
 	"bytes"
+	"errors"
+	"net"
 	"net/netip"
 	"slices"
 
@@ -14,14 +16,13 @@ import (
 // (fresh) holds no address or route of its own yet, so nothing is listed:
 // listing dumps the whole namespace's addresses and routes, which on the
 // host grows with every pod.
+//
+// The two ends are configured at once: each is in its own namespace, and
+// no step of one needs the other's, only the host end's MAC, read first
+// (the pod's neighbour entries for its gateways). Within each end the
+// order matters: sysctls before the link goes up (no DAD, no RA, no
+// kernel link-local), the link up before its addresses and routes.
 func reconcile(host, pod *kernel.NS, d Desired, fresh bool) error {
-	// Before link up: no DAD, no RA, no kernel link-local.
-	if _, err := pod.SetSysctls(d.Pod.Sysctls); err != nil {
-		return err
-	}
-	if _, err := host.SetSysctls(d.Host.Sysctls); err != nil {
-		return err
-	}
 	hl, err := host.Link(d.Host.Name)
 	if err != nil {
 		return err
@@ -30,21 +31,26 @@ func reconcile(host, pod *kernel.NS, d Desired, fresh bool) error {
 	if err != nil {
 		return err
 	}
+	if pod == host { // both ends here (RuntimeMoves): one handle, in turn
+		if err := reconcileHost(host, d, hl, fresh); err != nil {
+			return err
+		}
+		return reconcilePod(pod, d, pl, hl.MAC, fresh)
+	}
+	hostDone := make(chan error, 1)
+	go func() { hostDone <- reconcileHost(host, d, hl, fresh) }()
+	err = reconcilePod(pod, d, pl, hl.MAC, fresh)
+	return errors.Join(err, <-hostDone)
+}
+
+func reconcileHost(host *kernel.NS, d Desired, hl kernel.Link, fresh bool) error {
+	if _, err := host.SetSysctls(d.Host.Sysctls); err != nil {
+		return err
+	}
 	if hl.MTU != d.Host.MTU {
 		if err := host.SetLinkMTU(d.Host.Name, d.Host.MTU); err != nil {
 			return err
 		}
-	}
-	if pl.MTU != d.Pod.MTU {
-		if err := pod.SetLinkMTU(d.Pod.Name, d.Pod.MTU); err != nil {
-			return err
-		}
-	}
-	if d.Pod.MAC != nil && !bytes.Equal(pl.MAC, d.Pod.MAC) {
-		if err := pod.SetLinkMAC(d.Pod.Name, d.Pod.MAC); err != nil {
-			return err
-		}
-		pl.MAC = d.Pod.MAC
 	}
 	if d.Host.Master != "" {
 		if err := host.SetMaster(d.Host.Name, d.Host.Master); err != nil {
@@ -57,13 +63,31 @@ func reconcile(host, pod *kernel.NS, d Desired, fresh bool) error {
 	if err := host.SetLinkUp(d.Host.Name); err != nil {
 		return err
 	}
+	if err := ensureAddrs(host, d.Host.Name, addrsOf(d.Host, hl), true, fresh); err != nil {
+		return err
+	}
+	return ensureRoutes(host, d.Host.Name, d.Host.Routes, fresh)
+}
+
+func reconcilePod(pod *kernel.NS, d Desired, pl kernel.Link, hostMAC net.HardwareAddr, fresh bool) error {
+	if _, err := pod.SetSysctls(d.Pod.Sysctls); err != nil {
+		return err
+	}
+	if pl.MTU != d.Pod.MTU {
+		if err := pod.SetLinkMTU(d.Pod.Name, d.Pod.MTU); err != nil {
+			return err
+		}
+	}
+	if d.Pod.MAC != nil && !bytes.Equal(pl.MAC, d.Pod.MAC) {
+		if err := pod.SetLinkMAC(d.Pod.Name, d.Pod.MAC); err != nil {
+			return err
+		}
+		pl.MAC = d.Pod.MAC
+	}
 	if !d.RuntimeMoves { // the runtime brings it up where it moves it
 		if err := pod.SetLinkUp(d.Pod.Name); err != nil {
 			return err
 		}
-	}
-	if err := ensureAddrs(host, d.Host.Name, addrsOf(d.Host, hl), true, fresh); err != nil {
-		return err
 	}
 	if err := ensureAddrs(pod, d.Pod.Name, addrsOf(d.Pod, pl), true, fresh); err != nil {
 		return err
@@ -72,11 +96,11 @@ func reconcile(host, pod *kernel.NS, d Desired, fresh bool) error {
 		return err
 	}
 	for _, ip := range d.Pod.PeerNeighbours {
-		if err := pod.ReplacePermanentNeigh(kernel.Neigh{IP: ip, MAC: hl.MAC, Dev: d.Pod.Name}); err != nil {
+		if err := pod.ReplacePermanentNeigh(kernel.Neigh{IP: ip, MAC: hostMAC, Dev: d.Pod.Name}); err != nil {
 			return err
 		}
 	}
-	return ensureRoutes(host, d.Host.Name, d.Host.Routes, fresh)
+	return nil
 }
 
 // addrsOf is the interface's full address list, with its link-local.

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"sigs.k8s.io/knftables"
-
 	"github.com/duetnet/duet/internal/cni"
 	"github.com/duetnet/duet/internal/firewall"
 	"github.com/duetnet/duet/internal/ipam"
@@ -146,9 +144,9 @@ func TestFailsClosedWhileItsInterfaceGoes(t *testing.T) {
 			e := newEnv(t)
 			nw := e.network(t, mode, "dual", []string{e.ula(), e.private4()}, nil)
 			a, c := e.add(t, nw), e.add(t, nw)
-			fams := []knftables.Family{knftables.InetFamily}
+			fams := []firewall.Family{firewall.Inet}
 			if mode == bridge {
-				fams = append(fams, knftables.BridgeFamily)
+				fams = append(fams, firewall.Bridge)
 			}
 			e.host.do(t, func() error {
 				have, err := cni.KernelFirewall.List(firewall.ResidueSets(fams...))

@@ -1,4 +1,4 @@
-package firewall
+package policynft
 
 import (
 	"net/netip"

@@ -1,4 +1,4 @@
-package firewall
+package policynft
 
 import (
 	"context"
@@ -67,9 +67,9 @@ func nodePods() []policy.PodRules {
 	}
 }
 
-func newPolicyFake() *knftables.Fake { return knftables.NewFake(knftables.InetFamily, PolicyTable) }
+func newPolicyFake() *knftables.Fake { return knftables.NewFake(knftables.InetFamily, Table) }
 
-func syncPolicy(t *testing.T, s *PolicySyncer, pods []policy.PodRules) {
+func syncPolicy(t *testing.T, s *Syncer, pods []policy.PodRules) {
 	t.Helper()
 	if err := s.Sync(context.Background(), pods); err != nil {
 		t.Fatal(err)
@@ -94,7 +94,7 @@ func withCT(p vpacket, ct string) vpacket { p.ct = ct; return p }
 
 func TestPolicyPackets(t *testing.T) {
 	fake := newPolicyFake()
-	syncPolicy(t, NewPolicySyncer(fake), nodePods())
+	syncPolicy(t, NewSyncer(fake), nodePods())
 	tr := newTracer(t, fake)
 	for _, c := range []struct {
 		p    vpacket
@@ -144,7 +144,7 @@ func TestPolicyPackets(t *testing.T) {
 func TestPolicyCost(t *testing.T) {
 	count := func(pods []policy.PodRules) map[string]int {
 		fake := newPolicyFake()
-		syncPolicy(t, NewPolicySyncer(fake), pods)
+		syncPolicy(t, NewSyncer(fake), pods)
 		n := map[string]int{}
 		for name, c := range fake.Table.Chains {
 			for _, r := range c.Rules {
@@ -185,7 +185,7 @@ func sortedDump(fake *knftables.Fake) string {
 
 func TestPolicySyncIdempotent(t *testing.T) {
 	fake := newPolicyFake()
-	s := NewPolicySyncer(fake)
+	s := NewSyncer(fake)
 	syncPolicy(t, s, nodePods())
 	first, tx := sortedDump(fake), fake.LastTransaction
 	syncPolicy(t, s, nodePods())
@@ -196,7 +196,7 @@ func TestPolicySyncIdempotent(t *testing.T) {
 		t.Errorf("a second sync changed the table")
 	}
 	// A restarted agent rewrites the table whole: the same content.
-	syncPolicy(t, NewPolicySyncer(fake), nodePods())
+	syncPolicy(t, NewSyncer(fake), nodePods())
 	if got := sortedDump(fake); got != first {
 		t.Errorf("a full rewrite over the table changed it:\n%s\n---\n%s", first, got)
 	}
@@ -230,12 +230,12 @@ func TestPolicyStates(t *testing.T) {
 		states = append(states, randomPods(r))
 	}
 	fake := newPolicyFake()
-	s := NewPolicySyncer(fake)
+	s := NewSyncer(fake)
 	for step := 0; step < 40; step++ {
 		i := r.IntN(len(states))
 		syncPolicy(t, s, states[i])
 		fresh := newPolicyFake()
-		syncPolicy(t, NewPolicySyncer(fresh), states[i])
+		syncPolicy(t, NewSyncer(fresh), states[i])
 		if got, want := sortedDump(fake), sortedDump(fresh); got != want {
 			t.Fatalf("step %d (state %d): incremental sync differs from a full one:\n%s\n---\n%s", step, i, got, want)
 		}
@@ -259,7 +259,7 @@ func TestPolicyMatchesModel(t *testing.T) {
 	for i := 0; i < 40; i++ {
 		pods := randomPods(r)
 		fake := newPolicyFake()
-		syncPolicy(t, NewPolicySyncer(fake), pods)
+		syncPolicy(t, NewSyncer(fake), pods)
 		checkOracle(t, r, fake, pods, 200)
 	}
 }

@@ -1,4 +1,4 @@
-package firewall
+package policynft
 
 import (
 	"context"
@@ -9,40 +9,40 @@ import (
 	"github.com/duetnet/duet/internal/policy"
 )
 
-// PolicyNFT is what the policy syncer needs of nftables, bound to table
-// inet duet-policy: knftables.New(knftables.InetFamily, PolicyTable) in
+// NFT is what the policy syncer needs of nftables, bound to table
+// inet duet-policy: knftables.New(knftables.InetFamily, Table) in
 // production, knftables.NewFake with the same arguments in tests.
-type PolicyNFT interface {
+type NFT interface {
 	NewTransaction() *knftables.Transaction
 	Run(ctx context.Context, tx *knftables.Transaction) error
 	List(ctx context.Context, objectType string) ([]string, error)
 }
 
-var _ PolicyNFT = knftables.Interface(nil)
+var _ NFT = knftables.Interface(nil)
 
-// PolicySyncer makes table inet duet-policy match the rules of a set of
+// Syncer makes table inet duet-policy match the rules of a set of
 // pods. Each Sync is one atomic transaction; the first (and the first
 // after a failure, or after Resync) rewrites the whole table, repairing
 // anything edited by hand; later ones change only the set and map
 // elements, chains and sets that differ from the last applied state. A
 // Sync with the state already applied runs nothing. It is not safe for
 // concurrent use: one coalescing runner calls it.
-type PolicySyncer struct {
-	nft     PolicyNFT
+type Syncer struct {
+	nft     NFT
 	applied *polState // nil: the next sync rewrites the table
 }
 
-// NewPolicySyncer returns a syncer that writes through nft. It does
+// NewSyncer returns a syncer that writes through nft. It does
 // nothing until Sync.
-func NewPolicySyncer(nft PolicyNFT) *PolicySyncer { return &PolicySyncer{nft: nft} }
+func NewSyncer(nft NFT) *Syncer { return &Syncer{nft: nft} }
 
 // Resync makes the next Sync rewrite the whole table.
-func (s *PolicySyncer) Resync() { s.applied = nil }
+func (s *Syncer) Resync() { s.applied = nil }
 
 // Sync makes the table hold the rules of pods: this node's pods, as
 // policy.Result lists them (pods no policy isolates need not be left
 // out, they get nothing).
-func (s *PolicySyncer) Sync(ctx context.Context, pods []policy.PodRules) error {
+func (s *Syncer) Sync(ctx context.Context, pods []policy.PodRules) error {
 	want := renderPolicy(pods)
 	tx := s.nft.NewTransaction()
 	if s.applied == nil {
@@ -57,7 +57,7 @@ func (s *PolicySyncer) Sync(ctx context.Context, pods []policy.PodRules) error {
 	}
 	if err := s.nft.Run(ctx, tx); err != nil {
 		s.applied = nil
-		return fmt.Errorf("table inet %s: %w", PolicyTable, err)
+		return fmt.Errorf("table inet %s: %w", Table, err)
 	}
 	s.applied = want
 	return nil
@@ -66,12 +66,12 @@ func (s *PolicySyncer) Sync(ctx context.Context, pods []policy.PodRules) error {
 // rewrite fills tx with the whole table: every existing chain, set and
 // map is flushed and what is wanted written again; what is no longer
 // wanted is deleted.
-func (s *PolicySyncer) rewrite(ctx context.Context, tx *knftables.Transaction, want *polState) error {
+func (s *Syncer) rewrite(ctx context.Context, tx *knftables.Transaction, want *polState) error {
 	have := map[string][]string{}
 	for _, typ := range []string{"chains", "sets", "maps"} {
 		names, err := s.nft.List(ctx, typ)
 		if err != nil && !knftables.IsNotFound(err) {
-			return fmt.Errorf("listing %s of table inet %s: %w", typ, PolicyTable, err)
+			return fmt.Errorf("listing %s of table inet %s: %w", typ, Table, err)
 		}
 		have[typ] = names
 	}

@@ -4,7 +4,7 @@
 // per rule shape (ports set, all-traffic set, egress then ingress,
 // replies through established, the node's own traffic), across
 // incremental syncs, the removal of every pod chain, and a full rewrite.
-package firewall
+package policynft
 
 import (
 	"context"
@@ -84,7 +84,7 @@ func TestPolicyInKernel(t *testing.T) {
 		Ingress: &policy.Direction{Rules: []policy.Rule{{Peers: hosts(a), Ports: ports(policy.TCP, 9000)}}}})
 
 	nft := &netnsNFT{Fake: newPolicyFake(), netns: node}
-	s := NewPolicySyncer(nft)
+	s := NewSyncer(nft)
 	sync := func(pods []policy.PodRules) {
 		t.Helper()
 		if err := s.Sync(context.Background(), pods); err != nil {
@@ -144,13 +144,13 @@ func TestPolicyInKernel(t *testing.T) {
 
 	sync(nil) // a is no longer isolated: its chains and sets go
 	check("none", []probe{{c, a.addrs[1], 8082, true}, {a, b.addrs[0], 9000, true}})
-	out := kerneltest.Run(t, "ip", "netns", "exec", node, "nft", "list", "table", "inet", PolicyTable)
+	out := kerneltest.Run(t, "ip", "netns", "exec", node, "nft", "list", "table", "inet", Table)
 	if strings.Contains(out, "chain in-") || strings.Contains(out, "chain out-") || strings.Contains(out, "set ") {
 		t.Errorf("pod chains or sets left:\n%s", out)
 	}
 
 	sync(s2)
-	s = NewPolicySyncer(nft) // a restarted agent rewrites the table whole
+	s = NewSyncer(nft) // a restarted agent rewrites the table whole
 	sync(s1)
 	check("s1 after a rewrite", s1probes[:5])
 }

@@ -1,4 +1,9 @@
-package firewall
+// Package policynft compiles NetworkPolicy (policy.Result's per-pod rules)
+// to table inet duet-policy and keeps the kernel's table in step, one
+// atomic transaction per change. It is duetd's: it writes through
+// knftables, which the CNI plugin, started once per container, does not
+// link (see package firewall).
+package policynft
 
 import (
 	"crypto/sha256"
@@ -46,7 +51,7 @@ import (
 // policed, as Kubernetes requires; the pods' answers go to input, also
 // untouched. Pass SyncPolicy this node's pods only: remote pods are
 // policed on their own nodes.
-const PolicyTable = "duet-policy"
+const Table = "duet-policy"
 
 const (
 	polForward  = "forward"
@@ -56,6 +61,10 @@ const (
 	polEgress6  = "egress6" // pod IPv6 address : jump its egress chain
 	polEgress4  = "egress4"
 )
+
+// rule is a static rule; its comment identifies it when the table is read
+// back, since nft prints rules in its own canonical form.
+type rule struct{ expr, comment string }
 
 var polForwardRules = []rule{
 	{"ct state established,related accept", "duet-policy: replies and related traffic"},

@@ -1,4 +1,4 @@
-package firewall
+package policynft
 
 import (
 	"strings"
@@ -52,7 +52,7 @@ func TestPolicySeed004(t *testing.T) {
 		{tcp("fd00:1::9", "2001:4860:4860::8888", 443), "accept"}, // other is not isolated
 	}
 	fake := newPolicyFake()
-	s := NewPolicySyncer(fake)
+	s := NewSyncer(fake)
 	sync := func(pols ...*netv1.NetworkPolicy) {
 		t.Helper()
 		res, probs := netpol.Compile(pols, pods, nil)
