@@ -22,25 +22,29 @@ import (
 // (the pod's neighbour entries for its gateways). Within each end the
 // order matters: sysctls before the link goes up (no DAD, no RA, no
 // kernel link-local), the link up before its addresses and routes.
-func reconcile(host, pod *kernel.NS, d Desired, fresh bool) error {
-	hl, err := host.Link(d.Host.Name)
-	if err != nil {
-		return err
+//
+// It returns the two links as it read them, with the pod end's MAC as set.
+func reconcile(host, pod *kernel.NS, d Desired, fresh bool) (hl, pl kernel.Link, err error) {
+	if hl, err = host.Link(d.Host.Name); err != nil {
+		return hl, pl, err
 	}
-	pl, err := pod.Link(d.Pod.Name)
-	if err != nil {
-		return err
+	if pl, err = pod.Link(d.Pod.Name); err != nil {
+		return hl, pl, err
 	}
 	if pod == host { // both ends here (RuntimeMoves): one handle, in turn
-		if err := reconcileHost(host, d, hl, fresh); err != nil {
-			return err
+		if err = reconcileHost(host, d, hl, fresh); err == nil {
+			err = reconcilePod(pod, d, pl, hl.MAC, fresh)
 		}
-		return reconcilePod(pod, d, pl, hl.MAC, fresh)
+	} else {
+		hostDone := make(chan error, 1)
+		go func() { hostDone <- reconcileHost(host, d, hl, fresh) }()
+		err = reconcilePod(pod, d, pl, hl.MAC, fresh)
+		err = errors.Join(err, <-hostDone)
 	}
-	hostDone := make(chan error, 1)
-	go func() { hostDone <- reconcileHost(host, d, hl, fresh) }()
-	err = reconcilePod(pod, d, pl, hl.MAC, fresh)
-	return errors.Join(err, <-hostDone)
+	if d.Pod.MAC != nil {
+		pl.MAC = d.Pod.MAC
+	}
+	return hl, pl, err
 }
 
 func reconcileHost(host *kernel.NS, d Desired, hl kernel.Link, fresh bool) error {

@@ -56,13 +56,14 @@ func Setup(spec Spec) (res Result, err error) {
 			}
 		}()
 	}
-	if err := reconcile(host, pod, d, created); err != nil {
+	hl, pl, err := reconcile(host, pod, d, created)
+	if err != nil {
 		return Result{}, fmt.Errorf("podnet: setup %s in netns %s: %w", d.Pod.Name, d.NetNS, err)
 	}
 	if err := testHookReconciled(); err != nil {
 		return Result{}, err
 	}
-	return result(host, pod, d)
+	return result(host, d, hl, pl)
 }
 
 // testHookReconciled lets a test fail Setup after everything is made, to
@@ -98,8 +99,42 @@ func ensureBridge(host *kernel.NS, b Iface) error {
 }
 
 // ensureVeth creates the pair unless a previous attempt of the same ADD
-// left it; created says whether this call made it.
+// left it; created says whether this call made it. It creates first and
+// looks only when a name is taken: a new pod's ADD, the common case,
+// sends one request instead of three.
 func ensureVeth(host, pod *kernel.NS, d Desired) (created bool, err error) {
+	mac := d.Pod.MAC
+	if mac == nil {
+		// Chosen here rather than by the kernel so that nothing about the
+		// link has to be read back before it is configured.
+		mac = kernel.RandomMAC()
+	}
+	for try := 0; ; try++ {
+		err = host.AddVeth(kernel.Veth{Name: d.Host.Name, MTU: d.Host.MTU, Group: d.Host.Group, PeerName: d.Pod.Name, PeerNS: pod, PeerMAC: mac})
+		if err == nil {
+			return true, nil
+		}
+		if !errors.Is(err, kernel.ErrExists) {
+			return false, fmt.Errorf("podnet: %w", err)
+		}
+		done, err := existingVeth(host, pod, d)
+		switch {
+		case err != nil:
+			return false, err
+		case done:
+			return false, nil
+		case try == 1:
+			return false, &LinkExistsError{Name: d.Host.Name}
+		}
+		// Neither name is taken any more (another creator's rollback
+		// went between): create again, once.
+	}
+}
+
+// existingVeth decides, after the kernel refused a pair because a name
+// is taken (it made nothing), whether the pair is an earlier attempt's,
+// to reuse (done), or someone else's link (an error).
+func existingVeth(host, pod *kernel.NS, d Desired) (done bool, err error) {
 	hl, herr := host.Link(d.Host.Name)
 	pl, perr := pod.Link(d.Pod.Name)
 	for _, err := range []error{herr, perr} {
@@ -114,30 +149,13 @@ func ensureVeth(host, pod *kernel.NS, d Desired) (created bool, err error) {
 				return false, fmt.Errorf("podnet: %w", err)
 			}
 		}
-		return false, nil
+		return true, nil
 	case perr == nil:
 		return false, &LinkExistsError{Name: d.Pod.Name, NetNS: d.NetNS}
 	case herr == nil:
 		return false, &LinkExistsError{Name: d.Host.Name}
 	}
-	mac := d.Pod.MAC
-	if mac == nil {
-		// Chosen here rather than by the kernel so that nothing about the
-		// link has to be read back before it is configured.
-		mac = kernel.RandomMAC()
-	}
-	err = host.AddVeth(kernel.Veth{Name: d.Host.Name, MTU: d.Host.MTU, Group: d.Host.Group, PeerName: d.Pod.Name, PeerNS: pod, PeerMAC: mac})
-	if errors.Is(err, kernel.ErrExists) {
-		// Lost a race with another creator: say which name.
-		if _, perr := pod.Link(d.Pod.Name); perr == nil {
-			return false, &LinkExistsError{Name: d.Pod.Name, NetNS: d.NetNS}
-		}
-		return false, &LinkExistsError{Name: d.Host.Name}
-	}
-	if err != nil {
-		return false, fmt.Errorf("podnet: %w", err)
-	}
-	return true, nil
+	return false, nil
 }
 
 // isPair reports whether h and p are the two ends of one veth. Each end's
@@ -146,16 +164,9 @@ func isPair(h, p kernel.Link) bool {
 	return h.Kind == "veth" && p.Kind == "veth" && h.PeerIndex == p.Index && p.PeerIndex == h.Index
 }
 
-// result reads back the MACs for the CNI result.
-func result(host, pod *kernel.NS, d Desired) (Result, error) {
-	hl, err := host.Link(d.Host.Name)
-	if err != nil {
-		return Result{}, fmt.Errorf("podnet: %w", err)
-	}
-	pl, err := pod.Link(d.Pod.Name)
-	if err != nil {
-		return Result{}, fmt.Errorf("podnet: %w", err)
-	}
+// result is the CNI result's part of the pair, from the links reconcile
+// read (the MACs: the kernel chose the host end's), and the bridge's.
+func result(host *kernel.NS, d Desired, hl, pl kernel.Link) (Result, error) {
 	res := Result{
 		HostIfName: hl.Name,
 		HostMAC:    hl.MAC,
