@@ -95,14 +95,7 @@ func TestNetlinkFastPathMatchesNFT(t *testing.T) {
 		if got := listSets(t, name); got != empty {
 			t.Fatalf("nft remove did not restore the table")
 		}
-		in := func(fn func() error) error {
-			h, err := ns.GetNS(path)
-			if err != nil {
-				return err
-			}
-			defer h.Close()
-			return h.Do(func(ns.NetNS) error { return fn() })
-		}
+		r := nsReader{path}
 		raw := func(els []RawElement) []kernel.NFTElement {
 			var out []kernel.NFTElement
 			for _, e := range els {
@@ -111,24 +104,13 @@ func TestNetlinkFastPathMatchesNFT(t *testing.T) {
 			return out
 		}
 		apply := func(op FastOp) error {
-			return in(func() error {
+			return r.in(func() error {
 				return kernel.NFTApplyElements(kernel.NFTSetElements{Table: Table, Checks: raw(op.Checks), Add: op.Add, Elements: raw(op.Elements)})
 			})
 		}
 		// Residue's delete, from what the kernel lists, for p alone.
 		residue := func() (FastOp, []netip.Prefix) {
-			var have []RawElement
-			err := in(func() error {
-				var refs []kernel.NFTSetRef
-				for _, s := range ResidueSets(p.family()) {
-					refs = append(refs, kernel.NFTSetRef{Family: string(s.Family), Set: s.Set})
-				}
-				els, err := kernel.NFTListElements(Table, refs)
-				for _, e := range els {
-					have = append(have, RawElement{Family: Family(e.Family), Set: e.Set, Key: e.Key, KeyEnd: e.KeyEnd})
-				}
-				return err
-			})
+			have, err := r.List(ResidueSets(p.family()))
 			if err != nil {
 				t.Fatalf("bridged=%v: listing over netlink: %v", bridged, err)
 			}
