@@ -31,6 +31,10 @@ func RouterNS(t testing.TB) string {
 // until then), with the pod's path and addresses in the gateways' order.
 func RoutedPod(t testing.TB, node, veth string, gateways ...netip.Prefix) (string, []netip.Addr) {
 	t.Helper()
+	if _, err := exec.LookPath("ping"); err != nil {
+		// Without it every gateway looks unreachable.
+		t.Fatal("ping is missing (Debian's iputils-ping): run hack/deps.sh")
+	}
 	path := NetNS(t)
 	pod := NetNSName(path)
 	Run(t, "ip", "-n", node, "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", pod)
