@@ -39,12 +39,13 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 	}
 	// What the ADD needs of the host that no allocation decides is read
 	// while the store transaction runs; the transaction waits for it only
-	// before it commits, and the pool check there aborts it.
-	hostc := make(chan hostRead, 1)
-	go func() { f, err := p.readHost(n); hostc <- hostRead{f, err} }()
-	var host hostRead
-	read := false
-	var poolErr error
+	// before it commits, and abandons itself when the read failed or the
+	// pools overlap an uplink, so nothing is written.
+	var host hostFacts
+	var hostErr error
+	hostRead := make(chan struct{})
+	go func() { host, hostErr = p.readHost(n); close(hostRead) }()
+	var readErr, poolErr error
 	var a ipam.Allocation
 	var pools []ipam.Pool
 	existed := false
@@ -58,27 +59,24 @@ func (p *Plugin) Add(args *skel.CmdArgs) error {
 		}
 		var allocErr error
 		a, allocErr = ipam.Allocate(tx, ipam.Request{Handle: h, Node: n.NodeName, NetNS: args.Netns, Families: n.Families, Pools: pools, Rand: p.Rand, AllowedSources: extra})
-		if !read { // once: an etcd transaction may run again
-			host, read = <-hostc, true
+		<-hostRead // closed: an etcd transaction that runs again does not wait again
+		if readErr = hostErr; readErr != nil {
+			return readErr
 		}
-		if host.err != nil {
-			return host.err
-		}
-		if poolErr = routing.CheckPoolsAgainstUplinks(host.facts.onlink, prefixes(n.Pools)); poolErr != nil {
+		if poolErr = routing.CheckPoolsAgainstUplinks(host.onlink, prefixes(n.Pools)); poolErr != nil {
 			return poolErr
 		}
 		return allocErr
 	})
-	if poolErr != nil {
+	switch {
+	case poolErr != nil:
 		return types.NewError(types.ErrInvalidNetworkConfig, "invalid network configuration: pools: "+poolErr.Error(), "")
-	}
-	if err != nil {
-		if host.err != nil && errors.Is(err, host.err) {
-			return cniError("reading the host's network", err)
-		}
+	case readErr != nil:
+		return cniError("reading the host's network", readErr)
+	case err != nil:
 		return cniError("allocating addresses", err)
 	}
-	res, err := p.attach(n, a, pools, host.facts, args.Netns, false)
+	res, err := p.attach(n, a, pools, host, args.Netns, false)
 	if err != nil {
 		// Give the addresses back, so a failed ADD leaves nothing behind;
 		// but never those of an attachment an earlier ADD completed.
@@ -111,11 +109,6 @@ func (p *Plugin) Attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool,
 type hostFacts struct {
 	onlink []kernel.OnLinkPrefix
 	mtu    int
-}
-
-type hostRead struct {
-	facts hostFacts
-	err   error
 }
 
 // readHost reads the host's facts, both at once.
@@ -171,7 +164,7 @@ func (p *Plugin) Detach(n *config.Network, a ipam.Allocation, netns string) erro
 // what it made: the protections, and the interface (podnet also deletes a
 // veth it created when its own setup fails).
 func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool, host hostFacts, netns string, runtimeMoves bool) (podnet.Result, error) {
-	s, err := spec(n, a, netns, 0)
+	s, err := spec(n, a, netns, host.mtu)
 	if err != nil {
 		return podnet.Result{}, err
 	}
@@ -183,7 +176,6 @@ func (p *Plugin) attach(n *config.Network, a ipam.Allocation, pools []ipam.Pool,
 	wg.Add(2)
 	go func() { defer wg.Done(); changes, fwdErr = p.Host.EnableForwarding(addrsOf(a)) }()
 	go func() { defer wg.Done(); protErr = p.protect(n, pod, pools) }()
-	s.MTU = host.mtu
 	r, setupErr := p.Net.Setup(s)
 	wg.Wait()
 	p.recordSysctls(n, changes)

@@ -8,6 +8,8 @@ import (
 // Family is the nftables family of one of duet's tables.
 type Family string
 
+// The families of duet's two tables: inet for routed pods and NAT,
+// bridge for bridge-mode pods' frames.
 const (
 	Inet   Family = "inet"
 	Bridge Family = "bridge"

@@ -37,9 +37,8 @@ type OnLinkPrefix struct {
 // (family, prefix length, scope) is read before its attributes, and only
 // a candidate is decoded: a node's pod veths hold IPv6 link-local
 // addresses and IPv4 /32s, one or two per pod, so at 200 pods the dump is
-// some 600 addresses, and decoding each (what netlink.AddrList does) made
-// this the slowest read of a cold plugin's ADD (4.5 ms, against under
-// 1 ms now).
+// some 600 addresses, and decoding each (what netlink.AddrList does) took
+// 1.1-1.4 ms a dump, against 0.5-0.9 ms now (2026-12-07, 2 busy CPUs).
 func (n *NS) OnLinkPrefixes() ([]OnLinkPrefix, error) {
 	var msgs [][]byte
 	err := n.do(func() (err error) {
@@ -68,8 +67,8 @@ func (n *NS) OnLinkPrefixes() ([]OnLinkPrefix, error) {
 			continue
 		}
 		p, ok := addrPrefix(m[h.Len():], int(h.Prefixlen))
-		if !ok || !p.Addr().IsGlobalUnicast() || p.Addr().IsLinkLocalUnicast() || p.IsSingleIP() {
-			continue
+		if !ok || !p.Addr().IsGlobalUnicast() || p.Addr().IsLinkLocalUnicast() {
+			continue // (single addresses went with the header)
 		}
 		idx := int(h.Index)
 		name, seen := names[idx]
